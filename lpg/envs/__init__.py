@@ -1,0 +1,131 @@
+"""Environment registry: every environment is reachable by name.
+
+    env = lpg.envs.make("gridworld/dense")
+    state, timestep = env.reset(key)
+
+Environment modules register themselves on import; ``make`` and
+``list_envs`` import them all on first use. A *spec* string (used by
+``lpg evaluate --envs`` and ``lpg discover offline --envs``) is a
+comma-separated list of names, globs (``gridworld/*``) and named sets
+(``lpg-tabular``, ``lpg-random``, ``chains``, ``toy``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import importlib
+from typing import Callable
+
+from lpg.envs.base import EnvSpec, Environment, EnvState
+from lpg.errors import UnknownNameError
+
+__all__ = ["EnvSpec", "Environment", "EnvState", "register", "make", "list_envs", "resolve_env_spec", "ENV_SETS"]
+
+_ENV_MODULES = (
+    "lpg.envs.gridworld",
+    "lpg.envs.chain",
+    "lpg.envs.mrp",
+    "lpg.envs.catch",
+    "lpg.envs.snake",
+    "lpg.envs.atari",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    name: str
+    description: str
+    factory: Callable[[], Environment]
+    kind: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_loaded = False
+
+
+def register(name: str, factory: Callable[[], Environment], description: str, kind: str = "toy") -> None:
+    """Registers ``factory`` (no arguments) under ``name`` with a one-line description."""
+    if name in _REGISTRY:
+        raise ValueError(f"environment {name!r} is registered twice")
+    _REGISTRY[name] = _Entry(name, description, factory, kind)
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _ENV_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:  # a module of the suite not written yet
+            if e.name != module:
+                raise
+
+
+def list_envs(kind: str | None = None) -> list[tuple[str, str]]:
+    """(name, description) of every registered environment, optionally of one kind."""
+    _load_all()
+    return [(e.name, e.description) for e in _REGISTRY.values() if kind is None or e.kind == kind]
+
+
+def make(name: str) -> Environment:
+    """Builds the environment registered under ``name``.
+
+    Raises:
+      UnknownNameError: no such environment (the message lists close names).
+    """
+    _load_all()
+    if name not in _REGISTRY:
+        close = [n for n in _REGISTRY if n.split("/")[0] == name.split("/")[0]] or sorted(_REGISTRY)[:8]
+        raise UnknownNameError(f"unknown environment {name!r}; known ones include: {', '.join(close)} (see `lpg envs`)")
+    return _REGISTRY[name].factory()
+
+
+# Named sets of environments, used by evaluation and offline discovery.
+ENV_SETS: dict[str, tuple[str, ...]] = {
+    "lpg-tabular": (
+        "gridworld/dense",
+        "gridworld/sparse",
+        "gridworld/long_horizon",
+        "gridworld/longer_horizon",
+        "gridworld/long_dense",
+    ),
+    "lpg-random": (
+        "gridworld/rand_dense",
+        "gridworld/rand_long_horizon",
+        "gridworld/rand_small",
+        "gridworld/rand_small_sparse",
+        "gridworld/rand_very_dense",
+    ),
+    "chains": ("chain/short", "chain/short_noisy", "chain/long", "chain/long_noisy", "chain/distractor"),
+}
+ENV_SETS["toy"] = ENV_SETS["lpg-tabular"] + ENV_SETS["lpg-random"] + ENV_SETS["chains"]
+
+
+def resolve_env_spec(spec: str) -> list[str]:
+    """Expands a comma-separated list of names, globs and named sets into names.
+
+    Order is preserved and duplicates are dropped.
+
+    Raises:
+      UnknownNameError: an item matches no environment and is no named set.
+    """
+    _load_all()
+    names: list[str] = []
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    if not items:
+        raise UnknownNameError("empty environment list; give names, globs (gridworld/*) or sets (" + ", ".join(ENV_SETS) + ")")
+    for item in items:
+        if item in ENV_SETS:
+            matched = list(ENV_SETS[item])
+        elif any(ch in item for ch in "*?["):
+            matched = [n for n in _REGISTRY if fnmatch.fnmatchcase(n, item)]
+        else:
+            make(item)  # raises a clear error for unknown names
+            matched = [item]
+        if not matched:
+            raise UnknownNameError(f"{item!r} matches no environment (see `lpg envs`; sets: {', '.join(ENV_SETS)})")
+        names.extend(n for n in matched if n not in names)
+    return names
