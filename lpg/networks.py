@@ -1,0 +1,171 @@
+"""Agent networks (flax linen): a torso chosen by environment kind, and heads.
+
+Torsos:
+
+* ``tabular``: a lookup table indexed by the observation index. Equivalent to
+  a linear layer on the one-hot observation, which is how LPG's tabular agents
+  are defined (Oh et al. 2020, App. A.1); the table directly holds the logits,
+  value and y-logits of each state.
+* ``mlp``: flatten, then dense layers with ReLU (toy MDPs with vector
+  observations, e.g. Catch and the distractor chain).
+* ``snake_conv``: Bonnet et al. 2022 App. C.3: two blocks of conv 3x3/32
+  (stride 1) + max-pool 2, dense 40, then heads MLP(30, A) and MLP(30, 1).
+* ``nature_cnn``: the Nature-DQN torso (Mnih et al. 2015): conv 8x8/32 s4,
+  4x4/64 s2, 3x3/64 s1, dense 512; input uint8 [4, 84, 84] scaled to [0, 1].
+
+Heads: policy logits [A], value [], and, when ``y_size > 0``, the logits of
+LPG's categorical prediction y(s) [m].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lpg.envs.base import EnvSpec
+from lpg.errors import InvalidConfigError
+from lpg.types import AgentOutput
+
+TORSOS = ("auto", "tabular", "mlp", "snake_conv", "nature_cnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of the agent network.
+
+    Attributes:
+      torso: one of auto, tabular, mlp, snake_conv, nature_cnn. ``auto`` picks
+        tabular for index observations, snake_conv for Snake, nature_cnn for
+        Atari and mlp otherwise.
+      hidden_sizes: widths of the MLP torso's dense layers.
+      head_hidden: width of a hidden layer in each head (0 = linear heads);
+        ``auto`` uses 30 for snake_conv as in Bonnet et al.
+    """
+
+    torso: str = "auto"
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    head_hidden: int = 0
+
+
+def resolve_torso(config: NetworkConfig, spec: EnvSpec) -> str:
+    if config.torso not in TORSOS:
+        raise InvalidConfigError(f"unknown torso {config.torso!r}; choose one of {', '.join(TORSOS)}")
+    if config.torso != "auto":
+        if config.torso == "tabular" and not spec.is_tabular:
+            raise InvalidConfigError(f"torso 'tabular' needs index observations; {spec.name} has {spec.observation_dtype}")
+        return config.torso
+    if spec.is_tabular:
+        return "tabular"
+    if spec.kind == "atari":
+        return "nature_cnn"
+    if spec.name == "snake":
+        return "snake_conv"
+    return "mlp"
+
+
+class _Heads(nn.Module):
+    num_actions: int
+    y_size: int
+    head_hidden: int
+
+    @nn.compact
+    def __call__(self, h: chex.Array) -> AgentOutput:
+        def head(out: int, name: str) -> chex.Array:
+            x = h
+            if self.head_hidden:
+                x = nn.relu(nn.Dense(self.head_hidden, name=f"{name}_hidden")(x))
+            return nn.Dense(out, name=name)(x)
+
+        logits = head(self.num_actions, "policy")
+        value = head(1, "value")[..., 0]
+        y_logits = head(self.y_size, "y") if self.y_size else jnp.zeros(h.shape[:-1] + (0,), h.dtype)
+        return AgentOutput(logits=logits, value=value, y_logits=y_logits)
+
+
+class AgentNetwork(nn.Module):
+    """Maps a batch of observations ``[N, *obs_shape]`` to an ``AgentOutput`` ``[N, ...]``."""
+
+    num_actions: int
+    torso: str
+    y_size: int = 0
+    num_observations: int = 0
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    head_hidden: int = 0
+
+    @nn.compact
+    def __call__(self, obs: chex.Array) -> AgentOutput:
+        if self.torso == "tabular":
+            # One table row per state: [logits | value | y_logits], zero-initialised
+            # so every tabular agent starts from the uniform policy and v = 0.
+            width = self.num_actions + 1 + self.y_size
+            table = self.param("table", nn.initializers.zeros, (self.num_observations, width))
+            row = table[obs]
+            logits, value, y_logits = jnp.split(row, [self.num_actions, self.num_actions + 1], axis=-1)
+            return AgentOutput(logits=logits, value=value[..., 0], y_logits=y_logits)
+        if self.torso == "mlp":
+            h = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+            for width in self.hidden_sizes:
+                h = nn.relu(nn.Dense(width)(h))
+        elif self.torso == "snake_conv":
+            h = obs.astype(jnp.float32)
+            for _ in range(2):
+                h = nn.relu(nn.Conv(32, (3, 3), strides=1, padding="SAME")(h))
+                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+            h = nn.relu(nn.Dense(40)(h.reshape(h.shape[0], -1)))
+        elif self.torso == "nature_cnn":
+            h = jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0  # [N, 4, 84, 84] -> NHWC
+            h = nn.relu(nn.Conv(32, (8, 8), strides=4, padding="VALID")(h))
+            h = nn.relu(nn.Conv(64, (4, 4), strides=2, padding="VALID")(h))
+            h = nn.relu(nn.Conv(64, (3, 3), strides=1, padding="VALID")(h))
+            h = nn.relu(nn.Dense(512)(h.reshape(h.shape[0], -1)))
+        else:
+            raise InvalidConfigError(f"unknown torso {self.torso!r}")
+        return _Heads(self.num_actions, self.y_size, self.head_hidden)(h)
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent:
+    """An agent network bound to an environment spec.
+
+    ``apply(params, obs)`` accepts observations with any number of leading
+    batch dimensions (``[*lead, *obs_shape]``) and returns outputs with the
+    same leading dimensions, so it serves acting (``[B]``) and learning
+    (``[T+1, B]``) alike.
+    """
+
+    network: AgentNetwork
+    observation_shape: tuple[int, ...]
+    observation_dtype: str
+
+    def init(self, key: chex.PRNGKey) -> Any:
+        dummy = jnp.zeros((1,) + self.observation_shape, self.observation_dtype)
+        return self.network.init(key, dummy)
+
+    def apply(self, params: Any, obs: chex.Array) -> AgentOutput:
+        lead = obs.shape[: obs.ndim - len(self.observation_shape)]
+        flat = obs.reshape((-1,) + self.observation_shape)
+        out = self.network.apply(params, flat)
+        return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
+
+
+def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), y_size: int = 0) -> Agent:
+    """Builds the agent network for ``spec`` with a y head of size ``y_size`` (0 = none)."""
+    torso = resolve_torso(config, spec)
+    head_hidden = config.head_hidden or (30 if torso == "snake_conv" else 0)
+    network = AgentNetwork(
+        num_actions=spec.num_actions,
+        torso=torso,
+        y_size=y_size,
+        num_observations=spec.num_observations or 0,
+        hidden_sizes=tuple(config.hidden_sizes),
+        head_hidden=head_hidden,
+    )
+    return Agent(network, tuple(spec.observation_shape), spec.observation_dtype)
+
+
+ApplyFn = Callable[[Any, chex.Array], AgentOutput]

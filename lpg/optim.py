@@ -1,0 +1,118 @@
+"""Agent optimisers that meta-gradients can flow through.
+
+``make_optimizer`` builds an optax chain. Its Adam is optax's moment updates
+with one change: the second-moment denominator ``sqrt(nu_hat + eps_root) + eps``
+is stop-gradiented, and ``eps_root > 0``. Differentiating through the
+denominator of Adam makes meta-gradients NaN (sqrt at 0) or explode; keeping
+it out of the meta-gradient is the standard remedy (Xu et al. 2018 and the
+STAC/FRODO code bases differentiate through SGD or through Adam's direction
+only). We write this transformation ourselves because optax's
+``scale_by_adam`` has no option to stop the gradient there. For plain
+(non-meta) training the values are exactly those of Adam with ``eps_root``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from lpg.errors import InvalidConfigError
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """The agent's optimiser.
+
+    Attributes:
+      name: adam (meta-differentiable, denominator stop-gradiented), sgd or rmsprop.
+      learning_rate: step size.
+      schedule: constant, or linear (annealed linearly to 0 over the run).
+      max_grad_norm: clip gradients to this global norm before the update (0 = off).
+      b1: Adam's first-moment decay.
+      b2: Adam's second-moment decay (also RMSProp's decay).
+      eps: added to the denominator outside the square root.
+      eps_root: added inside the square root; must be > 0 for meta-gradients.
+    """
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    max_grad_norm: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    eps_root: float = 1e-8
+
+
+class ScaleByMetaAdamState(NamedTuple):
+    count: chex.Array
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def scale_by_meta_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 1e-8) -> optax.GradientTransformation:
+    """Adam's scaling with the second-moment denominator stop-gradiented.
+
+    Kingma & Ba 2015, Alg. 1: ``mu_hat / (sqrt(nu_hat + eps_root) + eps)``;
+    gradients w.r.t. upstream meta-parameters flow through ``mu`` only.
+    """
+
+    def init_fn(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return ScaleByMetaAdamState(jnp.zeros([], jnp.int32), zeros, jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = state.count + 1
+        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(jax.lax.stop_gradient(g)), state.nu, updates)
+        mu_correction = 1 - b1 ** count.astype(jnp.float32)
+        nu_correction = 1 - b2 ** count.astype(jnp.float32)
+
+        def scale(m, v):
+            denominator = jnp.sqrt(jax.lax.stop_gradient(v) / nu_correction + eps_root) + eps
+            return (m / mu_correction) / denominator
+
+        return jax.tree.map(scale, mu, nu), ScaleByMetaAdamState(count, mu, jax.lax.stop_gradient(nu))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def validate_optimizer(config: OptimizerConfig) -> None:
+    if config.name not in OPTIMIZERS:
+        raise InvalidConfigError(f"unknown optimizer {config.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if config.schedule not in ("constant", "linear"):
+        raise InvalidConfigError(f"unknown learning-rate schedule {config.schedule!r}; choose constant or linear")
+    if not config.learning_rate > 0:
+        raise InvalidConfigError(f"learning rate must be positive, got {config.learning_rate}")
+    if config.name == "adam" and not config.eps_root > 0:
+        raise InvalidConfigError("adam needs eps_root > 0 (meta-gradients through Adam are NaN otherwise)")
+    if config.max_grad_norm < 0:
+        raise InvalidConfigError(f"max_grad_norm must be >= 0, got {config.max_grad_norm}")
+
+
+def make_optimizer(config: OptimizerConfig, total_updates: int | None = None) -> optax.GradientTransformation:
+    """Builds the agent optimiser; ``total_updates`` is needed by the linear schedule."""
+    validate_optimizer(config)
+    if config.schedule == "linear":
+        if not total_updates:
+            raise InvalidConfigError("the linear learning-rate schedule needs the total number of updates")
+        learning_rate = optax.linear_schedule(config.learning_rate, 0.0, total_updates)
+    else:
+        learning_rate = config.learning_rate
+    chain = []
+    if config.max_grad_norm > 0:
+        chain.append(optax.clip_by_global_norm(config.max_grad_norm))
+    if config.name == "adam":
+        chain.append(scale_by_meta_adam(config.b1, config.b2, config.eps, config.eps_root))
+    elif config.name == "rmsprop":
+        chain.append(optax.scale_by_rms(decay=config.b2, eps=config.eps))
+    chain.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*chain)

@@ -1,0 +1,187 @@
+"""Output folders of runs: config, metrics (JSONL + TensorBoard), summary, plots.
+
+Every command that runs something writes into one ``--out`` folder:
+
+* ``config.json``: the full configuration of the run;
+* ``metrics.jsonl``: one JSON object per logged point;
+* ``events.out.tfevents.*``: the same scalars for TensorBoard;
+* ``summary.json``: the final numbers (written last, atomically);
+* ``*.png``: plots.
+
+``RunDir.prepare`` checks the folder *before* anything runs: an unwritable
+folder, or one that already holds a different run, is a ``OutputDirError`` and
+nothing is written. Logging stays outside jit: trainers return metric pytrees
+and the host writes them here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from lpg.errors import OutputDirError
+
+
+def to_jsonable(value: Any) -> Any:
+    """Converts dataclasses, numpy/jax scalars and arrays, tuples and paths to JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        array = np.asarray(value)
+        return to_jsonable(array.tolist()) if array.ndim else to_jsonable(array.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Writes JSON to a temporary file in the same folder, then renames it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(to_jsonable(data), f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """One run's output folder. Create with ``RunDir.prepare(out, config)``."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._tb = None
+        self._metrics_file = None
+
+    @classmethod
+    def prepare(cls, out: str | os.PathLike, config: Any, *, allow_existing_same: bool = True) -> "RunDir":
+        """Validates ``out`` and writes ``config.json``.
+
+        Raises:
+          OutputDirError: ``out`` is a file, cannot be created or written, or
+            holds a different run (its ``config.json`` differs from ``config``).
+        """
+        path = Path(out)
+        config_json = to_jsonable(config)
+        if path.exists() and not path.is_dir():
+            raise OutputDirError(f"output folder {str(path)!r} is a file")
+        existing = path / "config.json"
+        if existing.exists():
+            try:
+                previous = json.loads(existing.read_text())
+            except (OSError, ValueError):
+                previous = None
+            if previous != config_json or not allow_existing_same:
+                raise OutputDirError(
+                    f"output folder {str(path)!r} already holds a different run; choose a new --out or delete it"
+                )
+        elif path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
+            raise OutputDirError(f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out")
+        created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            if created:
+                _remove_empty_dirs(path)
+            raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}") from None
+        run = cls(path)
+        write_json_atomic(path / "config.json", config_json)
+        return run
+
+    # -- metrics ---------------------------------------------------------
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Appends one point to metrics.jsonl and TensorBoard (scalars only there)."""
+        row = {"step": int(step), **to_jsonable(dict(metrics))}
+        if self._metrics_file is None:
+            self._metrics_file = open(self.path / "metrics.jsonl", "a", buffering=1)
+        self._metrics_file.write(json.dumps(row) + "\n")
+        tb = self._tensorboard()
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                tb.add_scalar(key, value, int(step))
+
+    def _tensorboard(self):
+        if self._tb is None:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(logdir=str(self.path), flush_secs=10)
+        return self._tb
+
+    def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        path = self.path / "summary.json"
+        write_json_atomic(path, summary)
+        return path
+
+    def close(self) -> None:
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _remove_empty_dirs(path: Path) -> None:
+    try:
+        while path.exists() and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+            path = path.parent
+    except OSError:
+        pass
+
+
+def plot_lines(
+    path: Path,
+    series: Iterable[tuple[str, Iterable[float], Iterable[float]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    hlines: Iterable[tuple[str, float]] = (),
+) -> Path:
+    """Saves a line plot of ``(label, x, y)`` series (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, xs, ys in series:
+        ax.plot(list(xs), list(ys), label=label)
+    for label, y in hlines:
+        ax.axhline(y, linestyle="--", linewidth=1, color="grey", label=label)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,245 @@
+"""Host side of plain training: chunks of compiled updates, logging, summary.
+
+``train_loop`` runs ``trainer.run_seeds`` in compiled chunks so the host can
+show progress and log metrics between them (logging stays outside jit).
+``train`` is what ``lpg train`` calls: it validates everything before writing,
+then trains, logs and summarises into the output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from lpg import envs
+from lpg.errors import InvalidConfigError
+from lpg.networks import NetworkConfig, make_agent
+from lpg.progress import ProgressBar
+from lpg.run_io import RunDir, plot_lines
+from training.actor_critic import ActorCriticTrainer, LearnerState, TrainConfig
+from training.presets import default_preset
+
+FINAL_FRACTION = 0.1  # final_return: episodes completed in the last 10 % of steps
+
+
+def chunk_sizes(total: int, target_chunks: int = 50) -> list[int]:
+    """Splits ``total`` updates into at most two distinct chunk lengths (two compiles)."""
+    if total <= 0:
+        return []
+    size = max(1, math.ceil(total / target_chunks))
+    full, rest = divmod(total, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def train_loop(
+    trainer: ActorCriticTrainer,
+    eta: Any,
+    states: LearnerState,
+    num_updates: int,
+    *,
+    on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> tuple[LearnerState, dict[str, np.ndarray]]:
+    """Runs ``num_updates`` updates of every seed; returns final states and metrics [S, U].
+
+    ``on_chunk(updates_done, chunk_metrics)`` is called after each chunk with
+    that chunk's metrics as numpy arrays [S, chunk].
+    """
+    collected: list[dict[str, np.ndarray]] = []
+    done = 0
+    for size in chunk_sizes(num_updates):
+        states, metrics = trainer.run_seeds(states, eta, size)
+        metrics = jax.tree.map(np.asarray, jax.device_get(metrics))
+        collected.append(metrics)
+        done += size
+        if on_chunk is not None:
+            on_chunk(done, metrics)
+    merged = {k: np.concatenate([m[k] for m in collected], axis=1) for k in collected[0]} if collected else {}
+    return states, merged
+
+
+def final_return(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTION) -> np.ndarray:
+    """Mean undiscounted return of the episodes completed in the last ``fraction`` of updates, per seed [S].
+
+    NaN for a seed that completed no episode in that window.
+    """
+    sums, counts = metrics["episode_return_sum"], metrics["episode_count"]
+    num_updates = sums.shape[1]
+    start = min(int(math.floor((1.0 - fraction) * num_updates)), num_updates - 1)
+    total, count = sums[:, start:].sum(axis=1), counts[:, start:].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """What ``lpg train`` needs (the CLI builds it; Python users may too).
+
+    Attributes:
+      env: environment name (see ``lpg envs``).
+      objective: objective name (see ``lpg objectives``).
+      steps: environment steps per seed; None = the environment's preset.
+      seed: first random seed; seeds are seed, seed+1, ...
+      num_seeds: seeds trained in parallel under vmap.
+      out: output folder.
+      num_envs: environments per agent (None = preset).
+      unroll_length: steps per rollout (None = preset).
+      learning_rate: agent learning rate (None = preset).
+      optimizer: adam, sgd or rmsprop (None = preset).
+      objective_config: objective config overrides as KEY=VALUE strings.
+      network: agent network architecture.
+      progress: show a progress bar.
+    """
+
+    env: str
+    objective: str = "a2c"
+    steps: int | None = None
+    seed: int = 0
+    num_seeds: int = 1
+    out: str = "runs/train"
+    num_envs: int | None = None
+    unroll_length: int | None = None
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    objective_config: tuple[str, ...] = ()
+    network: NetworkConfig = NetworkConfig()
+    progress: bool = True
+
+
+def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
+    """Parses KEY=VALUE strings into typed overrides of the dataclass ``config``."""
+    fields = {f.name: f for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidConfigError(f"objective config override {item!r} is not KEY=VALUE")
+        if key not in fields:
+            raise InvalidConfigError(f"objective config has no field {key!r}; fields: {', '.join(sorted(fields)) or 'none'}")
+        current = getattr(config, key)
+        try:
+            if isinstance(current, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "1")
+            elif isinstance(current, int):
+                value = int(raw)
+            elif isinstance(current, float):
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise InvalidConfigError(f"objective config {key}={raw!r}: expected {type(current).__name__}") from None
+        overrides[key] = value
+    return overrides
+
+
+def build_train_config(options: TrainOptions, preset_config: TrainConfig) -> TrainConfig:
+    optimizer = preset_config.optimizer
+    if options.learning_rate is not None:
+        optimizer = dataclasses.replace(optimizer, learning_rate=options.learning_rate)
+    if options.optimizer is not None:
+        optimizer = dataclasses.replace(optimizer, name=options.optimizer)
+    return TrainConfig(
+        num_envs=options.num_envs if options.num_envs is not None else preset_config.num_envs,
+        unroll_length=options.unroll_length if options.unroll_length is not None else preset_config.unroll_length,
+        optimizer=optimizer,
+    )
+
+
+def train(options: TrainOptions) -> dict[str, Any]:
+    """Trains fresh agents as ``options`` say and writes the run folder; returns the summary."""
+    import objectives
+
+    env = envs.make(options.env)
+    spec = env.spec
+    if spec.kind == "atari":
+        raise InvalidConfigError("Atari training is `lpg train atari/<Game> --frames N` (not available in this version yet)")
+    objective_base = objectives.make(options.objective)
+    objective = objectives.make(options.objective, **parse_overrides(options.objective_config, objective_base.config))
+    preset = default_preset(spec)
+    steps = options.steps if options.steps is not None else preset.steps
+    if steps <= 0:
+        raise InvalidConfigError(f"--steps must be positive, got {steps}")
+    if options.num_seeds <= 0:
+        raise InvalidConfigError(f"--num-seeds must be positive, got {options.num_seeds}")
+    config = build_train_config(options, preset.config)
+    config.validate()
+    num_updates = max(1, math.ceil(steps / config.steps_per_update))
+    agent = make_agent(spec, options.network, y_size=objective.heads.y_size)
+    trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
+    if objective.is_learned:
+        raise InvalidConfigError(
+            f"objective {options.objective!r} has meta-parameters to learn: use `lpg discover`, or `lpg evaluate` for a saved one"
+        )
+    run_config = {
+        "command": "train",
+        "options": options,
+        "train_config": config,
+        "objective_config": objective.config_dict(),
+        "num_updates": num_updates,
+    }
+    run = RunDir.prepare(options.out, run_config)
+
+    eta = objective.init(jax.random.PRNGKey(options.seed))
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(options.seed, options.seed + options.num_seeds))
+    start = time.perf_counter()
+    states = trainer.init_seeds(keys)
+    steps_per_update = config.steps_per_update
+    curve_x: list[int] = []
+    curve_y: list[float] = []
+    total_steps = num_updates * steps_per_update
+
+    with ProgressBar(f"train {spec.name} ({objective.name})", total_steps, "steps", enabled=options.progress) as bar:
+        done_updates = [0]
+
+        def on_chunk(done: int, metrics: dict[str, np.ndarray]) -> None:
+            advance = (done - done_updates[0]) * steps_per_update
+            done_updates[0] = done
+            count = float(metrics["episode_count"].sum())
+            mean_return = float(metrics["episode_return_sum"].sum() / count) if count else float("nan")
+            row = {k: float(np.mean(v)) for k, v in metrics.items() if k not in ("episode_return_sum", "episode_count")}
+            row.update(episode_return=mean_return, episodes=count, wall_s=time.perf_counter() - start)
+            run.log(done * steps_per_update, row)
+            if count:
+                curve_x.append(done * steps_per_update)
+                curve_y.append(mean_return)
+            bar.update(advance, f"return {mean_return:.3f}" if count else "")
+
+        states, metrics = train_loop(trainer, eta, states, num_updates, on_chunk=on_chunk)
+    jax.block_until_ready(states.params)
+    wall_s = time.perf_counter() - start
+    per_seed = final_return(metrics)
+    finite = per_seed[np.isfinite(per_seed)]
+    summary = {
+        "env": spec.name,
+        "objective": objective.name,
+        "steps": total_steps,
+        "seed": options.seed,
+        "num_seeds": options.num_seeds,
+        "final_return": float(finite.mean()) if finite.size else None,
+        "final_return_per_seed": [None if not np.isfinite(x) else float(x) for x in per_seed],
+        "final_return_definition": "mean undiscounted return of episodes completed in the last 10% of steps",
+        "random_return": spec.random_return,
+        "optimal_return": spec.optimal_return,
+        "wall_s": wall_s,
+        "steps_per_s": options.num_seeds * total_steps / wall_s,
+        "num_updates": num_updates,
+    }
+    hlines = [(name, value) for name, value in (("optimal", spec.optimal_return), ("random", spec.random_return)) if value is not None]
+    plot_lines(
+        run.path / "learning_curve.png",
+        [(f"{objective.name} (mean of {options.num_seeds} seed(s))", curve_x, curve_y)],
+        title=f"{spec.name}: episode return",
+        xlabel="environment steps per seed",
+        ylabel="mean episode return",
+        hlines=hlines,
+    )
+    run.write_summary(summary)
+    run.close()
+    return summary
