@@ -1,0 +1,114 @@
+"""The `lpg` command line: listings, a short training run, and bad input.
+
+Bad input must give one line on stderr, exit status 2, no traceback, and must
+leave nothing behind in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lpg.cli import main
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lpg.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        timeout=300,
+    )
+
+
+def test_envs_lists_every_toy_environment_with_a_description(capsys):
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    for name in ["gridworld/dense", "gridworld/rand_small_sparse", "chain/distractor", "mrp", "catch", "snake"]:
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert len(line.split(maxsplit=1)[1]) > 10, line
+
+
+def test_objectives_lists_a2c_and_vtrace(capsys):
+    assert main(["objectives"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("a2c ") for line in out.splitlines())
+    assert any(line.startswith("vtrace ") for line in out.splitlines())
+
+
+def test_train_writes_every_promised_output(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "catch", "--objective", "a2c", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ["env", "objective", "steps", "seed", "final_return", "wall_s", "steps_per_s"]:
+        assert key in summary, key
+    assert summary["env"] == "catch" and summary["objective"] == "a2c" and summary["seed"] == 3
+    assert summary["steps"] >= 3000
+    assert -1.0 <= summary["final_return"] <= 1.0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and rows[-1]["step"] == summary["steps"]
+    assert list(out.glob("events.out.tfevents.*"))
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    # The same run again into the same folder is allowed (same config) ...
+    assert main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    # ... a different run into it is not.
+    assert main(["train", "catch", "--steps", "3000", "--seed", "4", "--out", str(out), "--no-progress"]) == 2
+    assert "already holds a different run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "no_such_env", "--steps", "100"], "unknown environment 'no_such_env'"),
+        (["train", "catch", "--objective", "nope", "--steps", "100"], "unknown objective 'nope'"),
+        (["train", "catch", "--steps", "0"], "--steps must be positive"),
+        (["train", "catch", "--steps", "-5"], "--steps must be positive"),
+        (["train", "catch", "--num-seeds", "0", "--steps", "100"], "--num-seeds must be positive"),
+        (["train", "catch", "--steps", "100", "--objective-config", "gama=0.9"], "no field 'gama'"),
+        (["train", "catch", "--steps", "100", "--optimizer", "adamw"], "unknown optimizer 'adamw'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = run_cli(*args, "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder_non_root(tmp_path):  # pragma: no cover - CI runs as root
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    result = run_cli("train", "catch", "--steps", "100", "--out", str(locked / "run"))
+    assert result.returncode == 2 and "cannot write" in result.stderr
+
+
+def test_output_folder_that_is_a_file_or_under_a_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "run"):
+        result = run_cli("train", "catch", "--steps", "100", "--out", str(out))
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert blocker.read_text() == "x"
+
+
+def test_output_folder_with_foreign_files_is_refused(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("train", "catch", "--steps", "100", "--out", str(out))
+    assert result.returncode == 2 and "not empty" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
