@@ -35,9 +35,18 @@ class ActorState:
     running_return: chex.Array
 
 
-def reset_actors(env: Environment, key: chex.PRNGKey, num_envs: int) -> ActorState:
-    """Resets ``num_envs`` environments, each with its own key (own task instance)."""
-    env_state, timestep = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+def reset_actors(env: Environment, key: chex.PRNGKey, num_envs: int, share_task: bool = True) -> ActorState:
+    """Resets ``num_envs`` environments for one agent.
+
+    With ``share_task`` (the default) all of them get the same task instance
+    (same ``reset`` key: same gridworld layout, same chain length and correct
+    action), as in LPG where one lifetime is one task and the agent's parallel
+    environments are copies of it. Their episodes diverge from the first step
+    on, since each environment steps with its own key. Without it, each
+    environment draws its own task instance.
+    """
+    keys = jnp.broadcast_to(key, (num_envs,) + key.shape) if share_task else jax.random.split(key, num_envs)
+    env_state, timestep = jax.vmap(env.reset)(keys)
     return ActorState(env_state, timestep, jnp.zeros((num_envs,), jnp.float32))
 
 

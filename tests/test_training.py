@@ -127,3 +127,15 @@ def test_a2c_learns_catch_well_above_random():
     _, metrics = trainer.run_seeds(trainer.init_seeds(jax.random.PRNGKey(0)[None]), {}, 250)
     metrics = jax.tree.map(np.asarray, metrics)
     assert final_return(metrics, fraction=0.2)[0] > 0.3  # random policy: -0.6
+
+
+def test_parallel_environments_of_one_agent_share_the_task_instance():
+    env = envs.make("chain/short")
+    shared = reset_actors(env, jax.random.PRNGKey(0), 64)
+    assert len(set(np.asarray(shared.env_state.length).tolist())) == 1
+    assert len(set(np.asarray(shared.env_state.correct).tolist())) == 1
+    separate = reset_actors(env, jax.random.PRNGKey(0), 64, share_task=False)
+    assert len(set(np.asarray(separate.env_state.length).tolist())) > 1
+    # Different agents (keys) get different tasks.
+    lengths = {int(reset_actors(env, jax.random.PRNGKey(k), 2).env_state.length[0]) for k in range(20)}
+    assert len(lengths) > 3
