@@ -143,10 +143,13 @@ class Bench:
 
 
 def _subcommands() -> dict[str, type]:
+    from evaluation.commands import EvaluateCommand
+
     return {
         "envs": EnvsCommand,
         "objectives": ObjectivesCommand,
         "train": TrainCommand,
+        "evaluate": EvaluateCommand,
         "bench": Bench,
     }
 

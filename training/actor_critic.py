@@ -109,7 +109,7 @@ class ActorCriticTrainer:
         grads, metrics = jax.grad(self.loss, has_aux=True)(params, eta, rollout)
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
         return params, opt_state, metrics
 
     def act(self, state: LearnerState) -> tuple[LearnerState, Rollout]:

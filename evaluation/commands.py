@@ -1,0 +1,51 @@
+"""``lpg evaluate``: the command-line front of ``evaluation.evaluate.run_evaluate``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import tyro
+
+__all__ = ["EvaluateCommand"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateCommand:
+    """Train fresh agents with a saved objective on each environment; compare with A2C and a random policy.
+
+    Writes to --out: summary.json (results[env] with return, a2c_return,
+    random_return and a2c_normalised = (return - random) / (a2c - random);
+    mean_a2c_normalised; the checkpoint's metadata), metrics.jsonl (one row per
+    environment), a TensorBoard event file and a2c_normalised.png, and prints a
+    table. Returns are the mean undiscounted return of the episodes completed
+    in the last 10% of training steps, averaged over seeds.
+    """
+
+    checkpoint: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
+    """Objective checkpoint folder (written by `lpg discover`, or the shipped one in checkpoints/)."""
+    envs: str | None = None
+    """Environments: names, globs (gridworld/*) and named sets (lpg-tabular, lpg-random, chains, toy), comma-separated (default: the checkpoint's training environments)."""
+    steps: int | None = None
+    """Environment steps per agent (default: each environment's preset, see README)."""
+    seeds: int = 3
+    """Agents per environment, trained in parallel under vmap (seeds seed, seed+1, ...); A2C uses the same seeds."""
+    seed: int = 0
+    """Random seed of the first agent."""
+    out: str = "runs/evaluate"
+    """Output folder (created; must be empty or hold this same run)."""
+    progress: bool = True
+    """Show a progress bar with ETA on stderr."""
+
+    def run(self) -> int:
+        from evaluation.evaluate import EvaluateOptions, run_evaluate
+
+        options = EvaluateOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvaluateOptions)})
+        summary = run_evaluate(options)
+        mean = summary["mean_a2c_normalised"]
+        print(
+            f"{summary['objective']} on {len(summary['results'])} environment(s): mean A2C-normalised score "
+            f"{'n/a' if mean is None else f'{mean:.2f}'} ({summary['wall_s']:.1f}s); wrote {self.out}/summary.json "
+            f"and {self.out}/a2c_normalised.png"
+        )
+        return 0

@@ -1,0 +1,435 @@
+"""Transfer evaluation: fresh agents trained by a frozen objective, against A2C and a random policy.
+
+For every environment, ``evaluate_objective`` trains ``seeds`` fresh agents
+(under ``vmap``) with the objective's frozen ``eta``, trains agents with the
+A2C objective on the same budget (same training config, same seeds), and
+measures the uniform-random policy on the same environment. The score is
+
+    a2c_normalised = (return - random_return) / (a2c_return - random_return)
+
+so 0 is random and 1 is A2C. ``return`` and ``a2c_return`` follow
+``training.train.final_return``: the mean undiscounted return of the episodes
+completed in the last 10 % of training steps, averaged over seeds.
+``random_return`` is the mean return of every episode completed by the random
+policy (zero logits) acting with the same batch shape for the same number of
+steps (capped at ``RANDOM_STEPS_CAP`` per seed; the policy does not change, so
+more steps only reduce noise).
+
+``run_evaluate`` is what ``lpg evaluate CHECKPOINT --envs SPEC`` calls: it
+validates everything before writing, then writes ``summary.json``,
+``metrics.jsonl`` (one row per environment), ``a2c_normalised.png`` and prints
+a table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lpg import envs
+from lpg.envs.base import Environment
+from lpg.errors import InvalidConfigError
+from lpg.networks import NetworkConfig, make_agent
+from lpg.rollout import episode_stats, reset_actors, unroll
+from lpg.types import AgentOutput
+from training.actor_critic import ActorCriticTrainer, TrainConfig
+from training.presets import default_preset
+from training.train import final_return, train_loop
+
+__all__ = [
+    "EvaluateOptions",
+    "evaluate_objective",
+    "random_policy_return",
+    "run_evaluate",
+    "results_table",
+    "plot_scores",
+    "RANDOM_STEPS_CAP",
+    "NORMALISED_DEFINITION",
+    "RETURN_DEFINITION",
+]
+
+RANDOM_STEPS_CAP = 200_000
+NORMALISED_DEFINITION = "(return - random_return) / (a2c_return - random_return); 0 = random policy, 1 = A2C"
+RETURN_DEFINITION = "mean undiscounted return of episodes completed in the last 10% of training steps, mean over seeds"
+
+Progress = Callable[[int, str], None]
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _per_seed(values: np.ndarray) -> list[float | None]:
+    return [float(x) if np.isfinite(x) else None for x in values]
+
+
+def a2c_normalised(ret: float | None, a2c: float | None, random: float | None) -> float | None:
+    """``(ret - random) / (a2c - random)``; None when a number is missing or A2C equals random."""
+    if ret is None or a2c is None or random is None or a2c == random:
+        return None
+    return (ret - random) / (a2c - random)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _random_rollouts(env: Environment, num_envs: int, unroll_length: int, num_unrolls: int, keys: jax.Array) -> dict[str, jax.Array]:
+    obs_ndim = len(env.spec.observation_shape)
+    num_actions = env.spec.num_actions
+
+    def apply_fn(params, obs):
+        del params
+        lead = obs.shape[: obs.ndim - obs_ndim]
+        zeros = jnp.zeros(lead, jnp.float32)
+        return AgentOutput(logits=jnp.zeros(lead + (num_actions,), jnp.float32), value=zeros, y_logits=jnp.zeros(lead + (0,), jnp.float32))
+
+    def one_seed(key):
+        reset_key, key = jax.random.split(key)
+        actor = reset_actors(env, reset_key, num_envs)
+
+        def body(actor, unroll_key):
+            actor, rollout = unroll(env, apply_fn, None, actor, unroll_key, unroll_length)
+            return actor, episode_stats(rollout)
+
+        _, stats = jax.lax.scan(body, actor, jax.random.split(key, num_unrolls))
+        return jax.tree.map(jnp.sum, stats)
+
+    return jax.vmap(one_seed)(keys)
+
+
+def random_policy_return(env: Environment, config: TrainConfig, steps: int, keys: jax.Array) -> np.ndarray:
+    """Mean return of the uniform-random policy's completed episodes, per key [S] (NaN: none completed).
+
+    Acts ``config.num_envs`` environments for about ``steps`` steps each (whole rollouts).
+    """
+    num_unrolls = max(1, math.ceil(steps / config.steps_per_update))
+    stats = jax.device_get(_random_rollouts(env, config.num_envs, config.unroll_length, num_unrolls, keys))
+    total, count = np.asarray(stats["episode_return_sum"], np.float64), np.asarray(stats["episode_count"], np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _train(
+    objective: Any,
+    eta: Any,
+    env: Environment,
+    config: TrainConfig,
+    network: NetworkConfig,
+    num_updates: int,
+    keys: jax.Array,
+    progress: Progress | None,
+    status: str,
+) -> np.ndarray:
+    """Trains one fresh agent per key with ``objective`` and frozen ``eta``; final returns [S]."""
+    agent = make_agent(env.spec, network, y_size=objective.heads.y_size)
+    trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
+    states = trainer.init_seeds(keys)
+    steps_per_chunk_update = config.steps_per_update * int(keys.shape[0])
+    done_before = [0]
+
+    def on_chunk(done: int, metrics: dict[str, np.ndarray]) -> None:
+        if progress is not None:
+            count = float(metrics["episode_count"].sum())
+            text = f"{status} return {metrics['episode_return_sum'].sum() / count:.3f}" if count else status
+            progress((done - done_before[0]) * steps_per_chunk_update, text)
+        done_before[0] = done
+
+    _, metrics = train_loop(trainer, eta, states, num_updates, on_chunk=on_chunk)
+    return np.asarray(final_return(metrics), np.float64)
+
+
+def evaluate_objective(
+    objective: Any,
+    eta: Any,
+    env_names: list[str],
+    steps: int | None,
+    seeds: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+    *,
+    train_config: TrainConfig | Mapping[str, TrainConfig] | None = None,
+    network: NetworkConfig = NetworkConfig(),
+    baseline_cache: dict | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Trains fresh agents with the frozen objective on every environment; compares with A2C and random.
+
+    Args:
+      objective: the objective (``objectives.Objective``); agents get a y head
+        of size ``objective.heads.y_size``.
+      eta: its meta-parameters; frozen (``stop_gradient``) during training.
+      env_names: environments to evaluate on (see ``lpg.envs.resolve_env_spec``).
+      steps: environment steps per agent; None = each environment's preset
+        budget (``training.presets.default_preset``). Rounded up to whole updates.
+      seeds: agents per environment (seeds ``seed .. seed + seeds - 1``, vmapped).
+      seed: first seed; the A2C baseline uses the same seeds.
+      progress: optional ``progress(advance, status)`` called as training
+        advances (``advance`` in agent steps summed over seeds), e.g.
+        ``ProgressBar.update``.
+      train_config: batch shape and optimiser; None = the environment's preset;
+        a mapping env name -> TrainConfig overrides per environment.
+      network: the agents' network architecture.
+      baseline_cache: a dict reused across calls to skip re-training the A2C
+        and random baselines (e.g. periodic evaluation during discovery);
+        within one call baselines are always cached.
+      on_result: called with ``(env_name, result)`` as each environment finishes.
+
+    Returns:
+      ``{"results": {env: {"return", "a2c_return", "random_return",
+      "a2c_normalised", "return_per_seed", "a2c_return_per_seed",
+      "random_return_per_seed", "steps", "num_updates"}},
+      "mean_a2c_normalised": mean over environments with a score (None if none),
+      "seeds", "seed"}``. Missing numbers (no episode completed) are None.
+    """
+    import objectives
+
+    if seeds <= 0:
+        raise InvalidConfigError(f"--seeds must be positive, got {seeds}")
+    if steps is not None and steps <= 0:
+        raise InvalidConfigError(f"--steps must be positive, got {steps}")
+    if not env_names:
+        raise InvalidConfigError("no environments to evaluate on")
+    cache = baseline_cache if baseline_cache is not None else {}
+    frozen_eta = jax.tree.map(jax.lax.stop_gradient, eta)
+    a2c = objectives.make("a2c")
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seed, seed + seeds))
+    random_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in env_names:
+        env = envs.make(name)
+        spec = env.spec
+        if spec.kind == "atari":
+            raise InvalidConfigError(f"{name}: evaluation on Atari is not supported by lpg evaluate yet (toy environments only)")
+        preset = default_preset(spec)
+        if isinstance(train_config, Mapping):
+            config = train_config.get(name, preset.config)
+        else:
+            config = train_config if train_config is not None else preset.config
+        config.validate()
+        env_steps = steps if steps is not None else preset.steps
+        num_updates = max(1, math.ceil(env_steps / config.steps_per_update))
+        start = time.perf_counter()
+
+        ret = _train(objective, frozen_eta, env, config, network, num_updates, keys, progress, f"{name} {objective.name}")
+
+        key = (name, num_updates, seeds, seed, repr(config), repr(network), repr(a2c.config))
+        if key not in cache:
+            a2c_ret = _train(a2c, a2c.init(jax.random.PRNGKey(seed)), env, config, network, num_updates, keys, progress, f"{name} a2c")
+            rnd = random_policy_return(env, config, min(num_updates * config.steps_per_update, RANDOM_STEPS_CAP), random_keys)
+            cache[key] = (a2c_ret, rnd)
+        a2c_ret, rnd = cache[key]
+
+        mean_ret, mean_a2c, mean_rnd = _mean(ret), _mean(a2c_ret), _mean(rnd)
+        result = {
+            "return": mean_ret,
+            "a2c_return": mean_a2c,
+            "random_return": mean_rnd,
+            "a2c_normalised": a2c_normalised(mean_ret, mean_a2c, mean_rnd),
+            "return_per_seed": _per_seed(ret),
+            "a2c_return_per_seed": _per_seed(a2c_ret),
+            "random_return_per_seed": _per_seed(rnd),
+            "steps": num_updates * config.steps_per_update,
+            "num_updates": num_updates,
+            "wall_s": time.perf_counter() - start,
+        }
+        results[name] = result
+        if on_result is not None:
+            on_result(name, result)
+
+    scores = [r["a2c_normalised"] for r in results.values() if r["a2c_normalised"] is not None]
+    return {
+        "results": results,
+        "mean_a2c_normalised": float(np.mean(scores)) if scores else None,
+        "seeds": seeds,
+        "seed": seed,
+    }
+
+
+# --------------------------------------------------------------------------- host runner
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """What ``lpg evaluate`` needs (the CLI builds it; Python users may too).
+
+    Attributes:
+      checkpoint: objective checkpoint folder.
+      envs: environments: names, globs and named sets, comma-separated; None =
+        the environments recorded in the checkpoint (its ``envs`` metadata).
+      steps: environment steps per agent; None = each environment's preset.
+      seeds: agents per environment (vmapped).
+      seed: first seed.
+      out: output folder.
+      progress: show a progress bar.
+    """
+
+    checkpoint: str
+    envs: str | None = None
+    steps: int | None = None
+    seeds: int = 3
+    seed: int = 0
+    out: str = "runs/evaluate"
+    progress: bool = True
+
+
+def _env_spec_from(options: EvaluateOptions, metadata: Mapping[str, Any]) -> str:
+    if options.envs is not None:
+        return options.envs
+    recorded = metadata.get("envs")
+    if isinstance(recorded, str) and recorded.strip():
+        return recorded
+    if isinstance(recorded, list) and recorded and all(isinstance(n, str) for n in recorded):
+        return ",".join(recorded)
+    raise InvalidConfigError("--envs is required: the checkpoint records no environment set")
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def results_table(evaluation: Mapping[str, Any]) -> str:
+    """A Markdown table of ``evaluate_objective``'s (or ``summary.json``'s) results, with the mean row."""
+    lines = ["| environment | return | A2C return | random return | A2C-normalised |", "|---|---:|---:|---:|---:|"]
+    for name, r in evaluation["results"].items():
+        lines.append(f"| {name} | {_fmt(r['return'])} | {_fmt(r['a2c_return'])} | {_fmt(r['random_return'])} | {_fmt(r['a2c_normalised'], 2)} |")
+    lines.append(f"| **mean** | | | | **{_fmt(evaluation['mean_a2c_normalised'], 2)}** |")
+    return "\n".join(lines)
+
+
+def _print_table(evaluation: Mapping[str, Any], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        print(title)
+        print(results_table(evaluation))
+        return
+    table = Table(title=title)
+    for column in ("environment", "return", "A2C return", "random return", "A2C-normalised"):
+        table.add_column(column, justify="left" if column == "environment" else "right")
+    for name, r in evaluation["results"].items():
+        table.add_row(name, _fmt(r["return"]), _fmt(r["a2c_return"]), _fmt(r["random_return"]), _fmt(r["a2c_normalised"], 2))
+    table.add_section()
+    table.add_row("mean", "", "", "", _fmt(evaluation["mean_a2c_normalised"], 2))
+    Console().print(table)
+
+
+def plot_scores(path: Path, evaluation: Mapping[str, Any], title: str) -> Path:
+    """Bar chart of the A2C-normalised score per environment (missing scores marked n/a)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(evaluation["results"])
+    scores = [evaluation["results"][n]["a2c_normalised"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2.0), 4.2))
+    xs = np.arange(len(names))
+    ax.bar(xs, [0.0 if s is None else s for s in scores], color="tab:blue")
+    for x, s in zip(xs, scores):
+        ax.annotate("n/a" if s is None else f"{s:.2f}", (x, 0.0 if s is None else s), ha="center", va="bottom", fontsize=8)
+    ax.axhline(1.0, linestyle="--", linewidth=1, color="grey", label="A2C")
+    ax.axhline(0.0, linestyle=":", linewidth=1, color="black", label="random")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("A2C-normalised return")
+    mean = evaluation["mean_a2c_normalised"]
+    ax.set_title(f"{title} (mean {_fmt(mean, 2)})")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None) -> dict[str, Any]:
+    """Evaluates the checkpoint as ``options`` say and writes the run folder; returns the summary.
+
+    ``baseline_cache`` is passed to ``evaluate_objective`` (reuse A2C / random baselines across calls).
+
+    Raises (before writing anything):
+      CheckpointError: the checkpoint is missing, corrupted or incompatible.
+      UnknownNameError: ``--envs`` names an unknown environment or set.
+      InvalidConfigError: non-positive steps or seeds, Atari environments.
+      OutputDirError: ``--out`` cannot be written or holds a different run.
+    """
+    from lpg.checkpoint import check_agent_heads, load_objective
+    from lpg.progress import ProgressBar
+    from lpg.run_io import RunDir
+
+    if options.seeds <= 0:
+        raise InvalidConfigError(f"--seeds must be positive, got {options.seeds}")
+    if options.steps is not None and options.steps <= 0:
+        raise InvalidConfigError(f"--steps must be positive, got {options.steps}")
+    checkpoint = Path(options.checkpoint).absolute()
+    objective, eta, metadata = load_objective(checkpoint)
+    check_agent_heads(metadata, objective.heads.y_size)
+    names = envs.resolve_env_spec(_env_spec_from(options, metadata))
+    total = 0
+    for name in names:
+        spec = envs.make(name).spec
+        if spec.kind == "atari":
+            raise InvalidConfigError(f"{name}: evaluation on Atari is not supported by lpg evaluate yet (toy environments only)")
+        preset = default_preset(spec)
+        steps = options.steps if options.steps is not None else preset.steps
+        total += 2 * options.seeds * max(1, math.ceil(steps / preset.config.steps_per_update)) * preset.config.steps_per_update
+
+    run_config = {
+        "command": "evaluate",
+        "options": dataclasses.replace(options, checkpoint=str(checkpoint)),
+        "envs": names,
+        "objective": metadata["objective"],
+        "checkpoint_saved_at": metadata.get("saved_at"),
+    }
+    run = RunDir.prepare(options.out, run_config)
+    start = time.perf_counter()
+    logged = [0]
+
+    def on_result(name: str, result: dict[str, Any]) -> None:
+        row = {k: v for k, v in result.items() if not k.endswith("_per_seed")}
+        run.log(logged[0], {"env": name, **row, "elapsed_s": time.perf_counter() - start})
+        logged[0] += 1
+
+    try:
+        with ProgressBar(f"evaluate {objective.name}", total, "agent steps", enabled=options.progress) as bar:
+            evaluation = evaluate_objective(
+                objective, eta, names, options.steps, options.seeds, options.seed, progress=bar.update, on_result=on_result,
+                baseline_cache=baseline_cache,
+            )
+    finally:
+        run.close()
+    summary = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_metadata": metadata,
+        "objective": objective.name,
+        "envs": names,
+        "steps": options.steps,
+        "seeds": options.seeds,
+        "seed": options.seed,
+        "results": evaluation["results"],
+        "mean_a2c_normalised": evaluation["mean_a2c_normalised"],
+        "return_definition": RETURN_DEFINITION,
+        "a2c_normalised_definition": NORMALISED_DEFINITION,
+        "random_return_definition": f"uniform-random policy, mean return of completed episodes over up to {RANDOM_STEPS_CAP:,} steps per seed",
+        "wall_s": time.perf_counter() - start,
+    }
+    title = f"{objective.name} from {checkpoint.name}"
+    plot_scores(run.path / "a2c_normalised.png", evaluation, title)
+    run.write_summary(summary)
+    _print_table(evaluation, title)
+    return summary

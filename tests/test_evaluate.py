@@ -1,0 +1,94 @@
+"""Transfer evaluation (evaluation.evaluate) and `lpg evaluate` (evaluation.commands)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import objectives
+from evaluation.commands import EvaluateCommand
+from evaluation.evaluate import EvaluateOptions, evaluate_objective, results_table, run_evaluate
+from lpg import checkpoint as ck
+from lpg.errors import CheckpointError, InvalidConfigError, UnknownNameError
+from tests.test_checkpoint import YHeadObjective  # noqa: F401  (registers "test-yhead")
+
+ENV = "chain/short"
+STEPS = 3000  # 5 updates of the chain preset (32 envs x 20 steps)
+SEEDS = 2
+KEYS = ("return", "a2c_return", "random_return", "a2c_normalised", "return_per_seed", "a2c_return_per_seed", "random_return_per_seed")
+
+# A2C and random baselines shared by the tests of this module (same env, steps, seeds and seed).
+BASELINES: dict = {}
+
+
+@pytest.fixture(scope="module")
+def a2c_checkpoint(tmp_path_factory):
+    a2c = objectives.make("a2c")
+    return ck.save_objective(tmp_path_factory.mktemp("ckpt") / "a2c", a2c, {}, {"envs": [ENV], "method": "none"})
+
+
+def test_a2c_against_itself_scores_exactly_one_and_writes_the_run(a2c_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    options = EvaluateOptions(str(a2c_checkpoint), envs=ENV, steps=STEPS, seeds=SEEDS, seed=0, out=str(out), progress=False)
+    summary = run_evaluate(options, baseline_cache=BASELINES)
+    result = summary["results"][ENV]
+    assert set(KEYS) <= set(result)
+    assert result["return"] == result["a2c_return"]  # same seeds => identical training
+    assert result["a2c_normalised"] == 1.0
+    assert summary["mean_a2c_normalised"] == 1.0
+    assert len(result["return_per_seed"]) == SEEDS and result["return_per_seed"] == result["a2c_return_per_seed"]
+    assert result["steps"] == 3200
+
+    written = json.loads((out / "summary.json").read_text())
+    assert written["results"][ENV]["a2c_normalised"] == 1.0
+    assert written["checkpoint"] == str(a2c_checkpoint) and written["checkpoint_metadata"]["method"] == "none"
+    assert (out / "a2c_normalised.png").stat().st_size > 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["env"] == ENV and rows[0]["a2c_normalised"] == 1.0
+    assert ENV in capsys.readouterr().out
+    assert "| **mean** | | | | **1.00** |" in results_table(summary)
+
+
+def test_frozen_objective_with_y_head_on_toy_chain():
+    objective = objectives.make("test-yhead", y_size=6)
+    eta = objective.init(jax.random.PRNGKey(1))
+    progress_calls = []
+    evaluation = evaluate_objective(
+        objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: progress_calls.append(n), baseline_cache=BASELINES
+    )
+    result = evaluation["results"][ENV]
+    assert set(KEYS) <= set(result)
+    r, a, z = result["return"], result["a2c_return"], result["random_return"]
+    assert all(np.isfinite(x) for x in (r, a, z))
+    assert result["a2c_normalised"] == (r - z) / (a - z)
+    assert r == pytest.approx(np.mean(result["return_per_seed"]))
+    assert evaluation["mean_a2c_normalised"] == result["a2c_normalised"]
+    assert sum(progress_calls) == SEEDS * 3200  # baselines came from the cache: only the objective trained
+
+
+def test_cli_missing_checkpoint(tmp_path):
+    out = tmp_path / "eval"
+    with pytest.raises(CheckpointError, match="no objective checkpoint"):
+        EvaluateCommand(str(tmp_path / "missing"), envs=ENV, out=str(out), progress=False).run()
+    assert not out.exists()
+
+
+def test_cli_unknown_env(a2c_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    with pytest.raises(UnknownNameError, match="unknown environment 'chain/nope'"):
+        EvaluateCommand(str(a2c_checkpoint), envs=f"{ENV},chain/nope", out=str(out), progress=False).run()
+    with pytest.raises(UnknownNameError, match="matches no environment"):
+        EvaluateCommand(str(a2c_checkpoint), envs="nothing/*", out=str(out), progress=False).run()
+    assert not out.exists()
+
+
+def test_cli_invalid_numbers(a2c_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    with pytest.raises(InvalidConfigError, match="--seeds must be positive"):
+        EvaluateCommand(str(a2c_checkpoint), envs=ENV, seeds=0, out=str(out), progress=False).run()
+    with pytest.raises(InvalidConfigError, match="--steps must be positive"):
+        EvaluateCommand(str(a2c_checkpoint), envs=ENV, steps=-5, out=str(out), progress=False).run()
+    assert not out.exists()
