@@ -87,6 +87,10 @@ class TrainCommand:
     """Agent network."""
     progress: bool = True
     """Show a progress bar with ETA on stderr."""
+    frames: int | None = None
+    """Atari only: emulator frames to train for (4 per agent step; default 10M)."""
+    overlap: bool = False
+    """Atari only: learn on one rollout while acting on the next (use --objective vtrace)."""
 
     def run(self) -> int:
         from training.train import TrainOptions, train
@@ -94,6 +98,14 @@ class TrainCommand:
         options = TrainOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainOptions)})
         summary = train(options)
         final = summary["final_return"]
+        if "frames_per_s" in summary:
+            score, hns = summary["score"], summary["human_normalised"]
+            print(
+                f"{summary['env']} / {summary['objective']}: score {'n/a' if score is None else f'{score:.1f}'} "
+                f"(human-normalised {'n/a' if hns is None else f'{hns:.3f}'}) after {summary['frames']:,} frames "
+                f"({summary['wall_s']:.0f}s, {summary['frames_per_s']:,.0f} frames/s); wrote {self.out}/summary.json"
+            )
+            return 0
         print(
             f"{summary['env']} / {summary['objective']}: final_return "
             f"{'n/a' if final is None else f'{final:.3f}'} after {summary['steps']:,} steps "

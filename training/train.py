@@ -93,6 +93,8 @@ class TrainOptions:
       objective_config: objective config overrides as KEY=VALUE strings.
       network: agent network architecture.
       progress: show a progress bar.
+      frames: Atari only: emulator frames (4 per agent step); default 10M.
+      overlap: Atari only: learn on one rollout while acting on the next.
     """
 
     env: str
@@ -108,6 +110,8 @@ class TrainOptions:
     objective_config: tuple[str, ...] = ()
     network: NetworkConfig = NetworkConfig()
     progress: bool = True
+    frames: int | None = None
+    overlap: bool = False
 
 
 def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
@@ -156,12 +160,13 @@ def train(options: TrainOptions) -> dict[str, Any]:
     """Trains fresh agents as ``options`` say and writes the run folder; returns the summary."""
     import objectives
 
+    if options.env.startswith("atari/"):
+        return _train_atari(options)
+    if options.frames is not None:
+        raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
     env = envs.make(options.env)
     spec = env.spec
-    if spec.kind == "atari":
-        raise InvalidConfigError("Atari training is `lpg train atari/<Game> --frames N` (not available in this version yet)")
-    objective_base = objectives.make(options.objective)
-    objective = objectives.make(options.objective, **parse_overrides(options.objective_config, objective_base.config))
+    objective = _make_objective(options)
     preset = default_preset(spec)
     steps = options.steps if options.steps is not None else preset.steps
     if steps <= 0:
@@ -173,10 +178,6 @@ def train(options: TrainOptions) -> dict[str, Any]:
     num_updates = max(1, math.ceil(steps / config.steps_per_update))
     agent = make_agent(spec, options.network, y_size=objective.heads.y_size)
     trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
-    if objective.is_learned:
-        raise InvalidConfigError(
-            f"objective {options.objective!r} has meta-parameters to learn: use `lpg discover`, or `lpg evaluate` for a saved one"
-        )
     run_config = {
         "command": "train",
         "options": options,
@@ -242,4 +243,57 @@ def train(options: TrainOptions) -> dict[str, Any]:
     )
     run.write_summary(summary)
     run.close()
+    return summary
+
+
+def _make_objective(options: TrainOptions, defaults: dict[str, Any] | None = None):
+    import objectives
+
+    base = objectives.make(options.objective)
+    overrides = dict(defaults or {})
+    overrides = {k: v for k, v in overrides.items() if hasattr(base.config, k)}
+    overrides.update(parse_overrides(options.objective_config, base.config))
+    objective = objectives.make(options.objective, **overrides)
+    if objective.is_learned:
+        raise InvalidConfigError(
+            f"objective {options.objective!r} has meta-parameters to learn: use `lpg discover`, or `lpg evaluate` for a saved one"
+        )
+    return objective
+
+
+def _train_atari(options: TrainOptions) -> dict[str, Any]:
+    """``lpg train atari/<Game>``: one agent, ``frames`` emulator frames (see training/atari.py)."""
+    from lpg.envs.atari import atari_spec
+    from training.atari import AtariRunConfig, game_of, train_atari
+
+    envs.make_spec(options.env)  # unknown game -> UnknownNameError
+    if options.steps is not None and options.frames is not None:
+        raise InvalidConfigError("give --frames or --steps for Atari, not both")
+    frames = options.frames if options.frames is not None else (options.steps * 4 if options.steps is not None else 10_000_000)
+    if options.num_seeds != 1:
+        raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
+    objective = _make_objective(options, defaults={"reward_clip": 1.0})
+    defaults = AtariRunConfig()
+    optimizer = defaults.optimizer
+    if options.learning_rate is not None:
+        optimizer = dataclasses.replace(optimizer, learning_rate=options.learning_rate)
+    if options.optimizer is not None:
+        optimizer = dataclasses.replace(optimizer, name=options.optimizer)
+    config = dataclasses.replace(
+        defaults,
+        num_envs=options.num_envs or defaults.num_envs,
+        unroll_length=options.unroll_length or defaults.unroll_length,
+        optimizer=optimizer,
+        overlap=options.overlap,
+    )
+    from lpg.optim import validate_optimizer
+
+    validate_optimizer(config.optimizer)
+    atari_spec(game_of(options.env))
+    run_config = {"command": "train", "options": options, "atari_config": config, "objective_config": objective.config_dict()}
+    summary = train_atari(
+        options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
+        config, options.network, options.progress, run_config,
+    )
+    summary.pop("params", None)
     return summary

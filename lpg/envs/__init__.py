@@ -20,7 +20,7 @@ from typing import Callable
 from lpg.envs.base import EnvSpec, Environment, EnvState
 from lpg.errors import UnknownNameError
 
-__all__ = ["EnvSpec", "Environment", "EnvState", "register", "make", "list_envs", "resolve_env_spec", "ENV_SETS"]
+__all__ = ["EnvSpec", "Environment", "EnvState", "register", "make", "make_spec", "list_envs", "resolve_env_spec", "ENV_SETS"]
 
 _ENV_MODULES = (
     "lpg.envs.gridworld",
@@ -81,6 +81,22 @@ def make(name: str) -> Environment:
         close = [n for n in _REGISTRY if n.split("/")[0] == name.split("/")[0]] or sorted(_REGISTRY)[:8]
         raise UnknownNameError(f"unknown environment {name!r}; known ones include: {', '.join(close)} (see `lpg envs`)")
     return _REGISTRY[name].factory()
+
+
+def make_spec(name: str) -> EnvSpec:
+    """The ``EnvSpec`` of ``name`` without building it (Atari specs need no envpool).
+
+    Raises:
+      UnknownNameError: no such environment.
+    """
+    _load_all()
+    if name not in _REGISTRY:
+        make(name)  # raises the clear error
+    if _REGISTRY[name].kind == "atari":
+        from lpg.envs.atari import atari_spec
+
+        return atari_spec(name.split("/", 1)[1])
+    return _REGISTRY[name].factory().spec
 
 
 # Named sets of environments, used by evaluation and offline discovery.

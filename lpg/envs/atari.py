@@ -42,27 +42,43 @@ raw score of the full game that ended (``game_score``, valid where
 ``game_over``). They differ only with ``episodic_life=True``, where a learning
 episode ends at every life loss but the game (and the score reported for
 evaluation, human normalisation etc.) goes on until game over or the time
-limit. ``pop_game_scores()`` drains the list of finished game scores.
+limit. ``pop_game_scores()`` drains the list of finished game scores. As in
+envpool (and the Baselines wrappers), rewards during the no-op / FIRE frames
+played by a reset are not counted; with ``episodic_life`` that includes the
+ones after each life loss.
 
-Python API vs. XLA interface (measured on the 2-core CPU development machine,
-which other jobs shared, so numbers vary by about +-30% between runs; Pong,
-8 envs, batch_size = num_envs, uniformly random actions, 3000 batched steps
-after a warm-up, each variant in a fresh process; median of 3 runs, in
-environment steps per second)::
+Python API vs. XLA interface. Measured on the 2-core CPU development machine
+(Pong, 8 envs, batch_size = num_envs, uniformly random actions, 3000 batched
+steps after 50 warm-up steps, each variant in a fresh process), with::
 
-    .venv/bin/python /tmp/atari_bench/bench_raw.py 3000 <variant>
+    for v in python_api xla_loop xla_per_call atari_env; do
+      .venv/bin/python -c "from lpg.envs.atari import benchmark; print(benchmark('$v'))"
+    done
 
-    envpool Python API, env.step(actions) in a Python loop        ~ PY_NUM
-    envpool XLA step inside one jitted lax.fori_loop (the best
-      case: policy and env both inside jit, no host round-trips)  ~ XLA_SCAN
-    envpool XLA step, one jitted call per step from Python        ~ XLA_CALL
-    AtariEnv.step (this module: Python API + auto-reset fix-up)   ~ OURS
+Other jobs shared the machine (load average 7-9 on 2 cores), so wall-clock
+rates swung by 2x between runs; the CPU time per environment step (all
+threads of the process) is the stable figure. Three rounds (wall env-steps/s,
+CPU us/env-step; median in brackets):
 
-The emulator dominates: the difference between the interfaces is within the
-noise. The XLA interface is *not* used: inside jit the batch shapes are static,
-so the done environments cannot be reset on their own without a host
-round-trip, and the auto-reset convention above could not hold (one would get
-envpool's one-step lag). ``AtariEnv`` therefore uses the batched Python API.
+    python_api    envpool env.step in a Python loop     3859 1773 1724 [1773]   268 282 313 [282]
+    xla_loop      XLA step in one jitted fori_loop      2460 2043 2411 [2411]   287 282 277 [282]
+                  (best case: actions drawn in jit, no host round-trips)
+    xla_per_call  one jitted XLA step per Python call   3466 3935 2593 [3466]   321 306 322 [321]
+    atari_env     AtariEnv.step (Python API + fix-up)   4019 2779 3023 [3023]   279 298 268 [279]
+
+In a quieter moment (an earlier version of the same loops, one process,
+2000 steps each): Python API 6670, XLA loop 6890, XLA per call 6140
+env-steps/s.
+
+The emulator dominates (~280 CPU-us per environment step, i.e. ~70 us per
+emulated frame): the Python API and the fully jitted XLA loop cost the same
+CPU, wall-clock differences are within the noise, and calling the XLA step
+once per step from Python costs ~10% more CPU. The XLA interface is *not*
+used: inside jit the batch shapes are static, so the finished environments
+cannot be stepped on their own, and the auto-reset convention above could not
+hold (one would get envpool's one-step lag, i.e. a spurious transition from
+the last observation of an episode to the first of the next). ``AtariEnv``
+uses the batched Python API.
 """
 
 from __future__ import annotations
@@ -367,9 +383,12 @@ class AtariEnv:
         if done.any():
             # Reset the finished games now, so that their observation is the
             # first one of the next episode (envpool would only do it on the
-            # next call, one step late).
+            # next call, one step late). A step sent to a finished env is
+            # envpool's auto-reset (action ignored, reward 0); unlike
+            # `reset(env_id)`, which always restarts the whole game, it keeps
+            # the game going after a life loss with episodic_life.
             done_ids = np.flatnonzero(done).astype(np.int32)
-            reset_obs, reset_info = self._pool.reset(done_ids)
+            reset_obs, _, _, _, reset_info = self._pool.step(np.zeros(len(done_ids), np.int32), done_ids)
             obs = np.array(obs, copy=True)
             obs[reset_info["env_id"]] = reset_obs
             lives[reset_info["env_id"]] = reset_info["lives"]
@@ -430,6 +449,83 @@ def make_atari(game: str, config: AtariConfig | None = None, **overrides: Any) -
             raise InvalidConfigError(f"unknown AtariConfig field(s): {', '.join(sorted(unknown))}")
         config = dataclasses.replace(config, **overrides)
     return AtariEnv(game, config)
+
+
+_BENCHMARK_VARIANTS = ("python_api", "xla_loop", "xla_per_call", "atari_env")
+
+
+def benchmark(variant: str, game: str = "Pong", num_envs: int = 8, num_steps: int = 3000, seed: int = 0) -> dict:
+    """Throughput of one way of stepping envpool with uniformly random actions.
+
+    ``variant``: ``"python_api"`` (envpool ``env.step`` in a Python loop),
+    ``"xla_loop"`` (envpool's XLA ``step`` inside one jitted ``lax.fori_loop``),
+    ``"xla_per_call"`` (one jitted XLA step per Python call) or ``"atari_env"``
+    (``AtariEnv.step``). Returns env-steps per second (wall clock) and CPU
+    microseconds per env-step (all threads), measured over ``num_steps``
+    batched steps after 50 warm-up steps. Run each variant in a fresh process.
+    """
+    import time
+
+    if variant not in _BENCHMARK_VARIANTS:
+        raise UnknownNameError(f"unknown benchmark variant {variant!r}; choose from {', '.join(_BENCHMARK_VARIANTS)}")
+    envpool = _import_envpool()
+    batch, game = num_envs, _game_name(game)
+    rng = np.random.default_rng(seed)
+    if variant == "atari_env":
+        env = AtariEnv(game, AtariConfig(num_envs=batch, seed=seed))
+        env.reset()
+        step_fn = env.step
+    else:
+        pool = envpool.make(f"{game}-v5", env_type="gymnasium", num_envs=batch, batch_size=batch, seed=seed)
+        step_fn = pool.step
+    n = int(_MINIMAL_NUM_ACTIONS[game])
+
+    if variant in ("python_api", "atari_env"):
+        if variant == "python_api":
+            pool.reset()
+        for _ in range(50):
+            step_fn(rng.integers(0, n, batch).astype(np.int32))
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(num_steps):
+            step_fn(rng.integers(0, n, batch).astype(np.int32))
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        handle, recv, _, xla_step = pool.xla()
+        pool.async_reset()
+        handle, _ = recv(handle)  # recv after async_reset before the first step, or it hangs
+
+        def one(h, key):
+            key, sub = jax.random.split(key)
+            h, (obs, reward, *_) = xla_step(h, jax.random.randint(sub, (batch,), 0, n, jnp.int32))
+            return h, key, reward.sum() + obs[:, -1, 40, 40].sum()
+
+        if variant == "xla_loop":
+            run = jax.jit(lambda h, k, steps: jax.lax.fori_loop(0, steps, lambda _, c: one(c[0], c[1]), (h, k, jnp.float32(0))))
+            handle, key, out = run(handle, jax.random.PRNGKey(seed), 50)
+            jax.block_until_ready(out)
+            wall, cpu = time.perf_counter(), time.process_time()
+            jax.block_until_ready(run(handle, key, num_steps)[2])
+        else:
+            one_jit = jax.jit(one)
+            key = jax.random.PRNGKey(seed)
+            for _ in range(50):
+                handle, key, out = one_jit(handle, key)
+            jax.block_until_ready(out)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(num_steps):
+                handle, key, out = one_jit(handle, key)
+            jax.block_until_ready(out)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    env_steps = num_steps * batch
+    return {
+        "variant": variant,
+        "game": game,
+        "num_envs": batch,
+        "env_steps_per_s": round(env_steps / wall),
+        "cpu_us_per_env_step": round(1e6 * cpu / env_steps, 1),
+    }
 
 
 def _register_all() -> None:
