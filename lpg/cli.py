@@ -141,7 +141,36 @@ class BenchEnvsCommand:
         return 0
 
 
-BenchCommand = Union[Annotated[BenchEnvsCommand, tyro.conf.subcommand("envs")],]
+@dataclasses.dataclass(frozen=True)
+class BenchAtariCommand:
+    """Raw envpool steps/s, the learner's cost per batch, and end-to-end A2C frames/s on Atari."""
+
+    game: str = "Pong"
+    """Atari game (envpool name, e.g. Pong, Breakout)."""
+    num_envs: int = 16
+    """Emulators stepped in parallel."""
+    unroll_length: int = 20
+    """Steps per rollout."""
+    frames: int = 200_000
+    """Frames of end-to-end A2C training to time."""
+
+    def run(self) -> int:
+        from lpg.errors import InvalidConfigError
+        from training.atari_bench import bench_atari, format_bench_atari
+
+        if min(self.num_envs, self.unroll_length, self.frames) <= 0:
+            raise InvalidConfigError("--num-envs, --unroll-length and --frames must be positive")
+        from evaluation.atari_scores import reference_scores
+
+        reference_scores(self.game)  # unknown game -> one-line error
+        print(format_bench_atari(bench_atari(self.game, self.num_envs, self.unroll_length, self.frames)))
+        return 0
+
+
+BenchCommand = Union[
+    Annotated[BenchEnvsCommand, tyro.conf.subcommand("envs")],
+    Annotated[BenchAtariCommand, tyro.conf.subcommand("atari")],
+]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,3 +112,10 @@ def test_output_folder_with_foreign_files_is_refused(tmp_path):
     result = run_cli("train", "catch", "--steps", "100", "--out", str(out))
     assert result.returncode == 2 and "not empty" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_bench_envs_prints_a_table_for_the_requested_environments(capsys):
+    assert main(["bench", "envs", "--envs", "chain/short,catch", "--num-envs", "8", "--num-steps", "20"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "steps/s" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["chain/short", "catch"]
+    assert all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows)

@@ -1,0 +1,57 @@
+"""Atari training at toy size: the same learner and outputs as the toy MDPs."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("envpool")
+
+import objectives
+from lpg.cli import main
+from lpg.envs.atari import AtariConfig, AtariEnv
+from lpg.networks import NetworkConfig
+from lpg.types import assert_rollout_shapes
+from training.atari import AtariActor, AtariRunConfig, build_atari_trainer
+
+
+def test_actor_rollouts_overlap_and_follow_the_convention():
+    env = AtariEnv("Pong", AtariConfig(num_envs=2, seed=0))
+    try:
+        objective = objectives.make("a2c", reward_clip=1.0)
+        trainer = build_atari_trainer(env.spec, objective, AtariRunConfig(num_envs=2, unroll_length=4), NetworkConfig(), 10)
+        params = trainer.agent.init(jax.random.PRNGKey(0))
+        actor = AtariActor(env, trainer.agent.apply, 4, seed=0)
+        first = actor.collect(params)
+        second = actor.collect(params)
+        assert assert_rollout_shapes(first) == (4, 2)
+        assert first.observation.dtype == np.uint8 and first.observation.shape[2:] == (4, 84, 84)
+        np.testing.assert_array_equal(second.observation[0], first.observation[-1])
+        # Behaviour logits are the policy's at acting time: recompute and compare.
+        out = trainer.agent.apply(params, first.observation[:-1])
+        np.testing.assert_allclose(first.behaviour_logits[:-1], out.logits, rtol=1e-4, atol=1e-4)
+        params2, _, metrics = jax.jit(trainer.agent_update)(params, trainer.optimizer.init(params), {}, first)
+        assert np.isfinite(float(metrics["loss"]))
+        assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params2)))
+    finally:
+        env.close()
+
+
+def test_lpg_train_atari_writes_the_run_folder(tmp_path):
+    out = tmp_path / "pong"
+    args = ["train", "atari/Pong", "--frames", "640", "--num-envs", "2", "--unroll-length", "8", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"] == "atari/Pong" and summary["frames"] == 640 and summary["steps"] == 160
+    assert {"score", "human_normalised", "frames_per_s", "wall_s"} <= set(summary)
+    assert json.loads((out / "config.json").read_text())["objective_config"]["reward_clip"] == 1.0
+    assert (out / "metrics.jsonl").read_text().strip()
+
+
+def test_unknown_atari_game_is_a_clean_error(tmp_path, capsys):
+    assert main(["train", "atari/NoSuchGame", "--frames", "100", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown environment 'atari/NoSuchGame'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

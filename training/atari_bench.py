@@ -1,0 +1,93 @@
+"""``lpg bench atari``: where the time of Atari training goes on this machine.
+
+In one run: (1) raw envpool steps/s with random actions; (2) the learner's
+cost per batch (one jitted agent update on a ``[T+1, B]`` rollout); (3) the
+policy's acting cost per step; (4) end-to-end frames/s of A2C training. The
+*ceiling* is what a perfect pipeline would reach with sequential acting and
+learning: ``frames_per_update / (env_time_per_update + learner_time)``;
+end-to-end A2C is reported as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+import objectives
+from lpg.envs.atari import AtariConfig, AtariEnv
+from lpg.networks import NetworkConfig
+from training.atari import AtariActor, AtariRunConfig, build_atari_trainer, train_atari
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # compile / warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_atari(game: str = "Pong", num_envs: int = 16, unroll_length: int = 20, frames: int = 200_000, seed: int = 0) -> dict:
+    """Measures the four numbers above; returns them with the derived ratios."""
+    config = AtariRunConfig(num_envs=num_envs, unroll_length=unroll_length, log_every_s=1e9)
+    frame_skip = AtariConfig().frame_skip
+    env = AtariEnv(game, AtariConfig(num_envs=num_envs, seed=seed))
+    try:
+        env.reset()
+        rng = np.random.default_rng(seed)
+        actions = [rng.integers(0, env.num_actions, num_envs).astype(np.int32) for _ in range(500)]
+        start = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        raw_steps_per_s = len(actions) * num_envs / (time.perf_counter() - start)
+
+        objective = objectives.make("a2c", reward_clip=1.0)
+        trainer = build_atari_trainer(env.spec, objective, config, NetworkConfig(), 1000)
+        params = trainer.agent.init(jax.random.PRNGKey(seed))
+        opt_state = trainer.optimizer.init(params)
+        actor = AtariActor(env, trainer.agent.apply, unroll_length, seed)
+        rollout = actor.collect(params)
+        learn = jax.jit(trainer.agent_update)
+        learner_s = _timed(lambda: jax.block_until_ready(learn(params, opt_state, {}, rollout)), 5)
+        obs = np.asarray(rollout.observation[0])
+        key = jax.random.PRNGKey(0)
+        act_s = _timed(lambda: jax.block_until_ready(actor._act(params, obs, key)), 50)
+    finally:
+        env.close()
+    steps_per_update = num_envs * unroll_length
+    env_s = steps_per_update / raw_steps_per_s
+    ceiling_fps = steps_per_update * frame_skip / (env_s + learner_s)
+    a2c = train_atari(f"atari/{game}", objective, {}, frames, seed, None, config, progress=False)
+    result = {
+        "game": game,
+        "num_envs": num_envs,
+        "unroll_length": unroll_length,
+        "raw_env_steps_per_s": raw_steps_per_s,
+        "raw_env_frames_per_s": raw_steps_per_s * frame_skip,
+        "env_s_per_update": env_s,
+        "learner_s_per_update": learner_s,
+        "act_s_per_step": act_s,
+        "ceiling_frames_per_s": ceiling_fps,
+        "a2c_frames_per_s": a2c["frames_per_s"],
+        "a2c_fraction_of_ceiling": a2c["frames_per_s"] / ceiling_fps,
+    }
+    return result
+
+
+def format_bench_atari(r: dict) -> str:
+    frames_per_update = r["num_envs"] * r["unroll_length"] * 4
+    lines = [
+        f"| measure ({r['game']}, {r['num_envs']} envs, T={r['unroll_length']}) | value |",
+        "|---|---:|",
+        f"| raw envpool, random actions | {r['raw_env_steps_per_s']:,.0f} steps/s = {r['raw_env_frames_per_s']:,.0f} frames/s |",
+        f"| env time per update ({r['num_envs'] * r['unroll_length']} steps) | {1e3 * r['env_s_per_update']:.0f} ms |",
+        f"| learner time per update (batch {(r['unroll_length'] + 1) * r['num_envs']}) | {1e3 * r['learner_s_per_update']:.0f} ms |",
+        f"| policy forward per acting step | {1e3 * r['act_s_per_step']:.1f} ms |",
+        f"| ceiling = {frames_per_update} frames / (env + learner) | {r['ceiling_frames_per_s']:,.0f} frames/s |",
+        f"| A2C end to end | {r['a2c_frames_per_s']:,.0f} frames/s = {r['a2c_fraction_of_ceiling']:.2f} of ceiling |",
+    ]
+    if "frodo_frames_per_s" in r:
+        lines.append(f"| FRODO end to end | {r['frodo_frames_per_s']:,.0f} frames/s = {r['frodo_fraction_of_a2c']:.2f} of A2C |")
+    return "\n".join(lines)
