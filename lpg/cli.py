@@ -167,32 +167,44 @@ class BenchAtariCommand:
         return 0
 
 
-BenchCommand = Union[
-    Annotated[BenchEnvsCommand, tyro.conf.subcommand("envs")],
-    Annotated[BenchAtariCommand, tyro.conf.subcommand("atari")],
-]
-
-
-@dataclasses.dataclass(frozen=True)
-class Bench:
-    """Benchmarks of this machine."""
-
-    what: BenchCommand
-
-    def run(self) -> int:
-        return self.what.run()
+def _group(name: str, doc: str, members: dict[str, type]) -> type:
+    """A command group (``lpg bench ...``, ``lpg discover ...``) whose sub-commands are ``members``."""
+    union = Union[tuple(Annotated[cls, tyro.conf.subcommand(key)] for key, cls in members.items())]  # type: ignore[valid-type]
+    return dataclasses.make_dataclass(
+        name, [("what", union)], frozen=True, namespace={"__doc__": doc, "run": lambda self: self.what.run()}
+    )
 
 
 def _subcommands() -> dict[str, type]:
     from evaluation.commands import EvaluateCommand
+    from training.offline_commands import BenchOfflineCommand, DiscoverOfflineCommand
+    from training.online_commands import BenchOnlineCommand, DiscoverOnlineCommand, ExperimentCommand
 
-    return {
+    commands: dict[str, type] = {
         "envs": EnvsCommand,
         "objectives": ObjectivesCommand,
         "train": TrainCommand,
+        "discover": _group(
+            "Discover",
+            "Discover an objective: online (within one lifetime) or offline (across many lifetimes).",
+            {"online": DiscoverOnlineCommand, "offline": DiscoverOfflineCommand},
+        ),
         "evaluate": EvaluateCommand,
-        "bench": Bench,
+        "experiment": ExperimentCommand,
+        "bench": _group(
+            "Bench",
+            "Benchmarks of this machine.",
+            {"envs": BenchEnvsCommand, "online": BenchOnlineCommand, "offline": BenchOfflineCommand, "atari": BenchAtariCommand},
+        ),
     }
+    try:
+        from training.quickstart import QuickstartCommand
+    except ModuleNotFoundError as error:
+        if error.name != "training.quickstart":
+            raise
+    else:
+        commands = {"quickstart": QuickstartCommand, **commands}
+    return commands
 
 
 def main(argv: list[str] | None = None) -> int:
