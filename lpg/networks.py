@@ -45,11 +45,18 @@ class NetworkConfig:
       hidden_sizes: widths of the MLP torso's dense layers.
       head_hidden: width of a hidden layer in each head (0 = linear heads);
         ``auto`` uses 30 for snake_conv as in Bonnet et al.
+      chunk_size: evaluate the network on big batches in unrolled chunks of
+        this many observations (0 = never; -1 = auto: 48 for conv torsos on
+        CPU, where XLA's convolution gradients are about 2x faster on chunks
+        than on one large batch; measured on the 2-core development machine:
+        Nature-DQN gradient on 336 frames 668 ms whole, 277-327 ms in chunks
+        of 16-48). Results are identical up to float rounding.
     """
 
     torso: str = "auto"
     hidden_sizes: tuple[int, ...] = (64, 64)
     head_hidden: int = 0
+    chunk_size: int = -1
 
 
 def resolve_torso(config: NetworkConfig, spec: EnvSpec) -> str:
@@ -141,6 +148,7 @@ class Agent:
     network: AgentNetwork
     observation_shape: tuple[int, ...]
     observation_dtype: str
+    chunk_size: int = 0
 
     def init(self, key: chex.PRNGKey) -> Any:
         dummy = jnp.zeros((1,) + self.observation_shape, self.observation_dtype)
@@ -149,7 +157,12 @@ class Agent:
     def apply(self, params: Any, obs: chex.Array) -> AgentOutput:
         lead = obs.shape[: obs.ndim - len(self.observation_shape)]
         flat = obs.reshape((-1,) + self.observation_shape)
-        out = self.network.apply(params, flat)
+        size = self.chunk_size
+        if size and flat.shape[0] > size:
+            chunks = [self.network.apply(params, flat[i : i + size]) for i in range(0, flat.shape[0], size)]
+            out = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *chunks)
+        else:
+            out = self.network.apply(params, flat)
         return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
 
 
@@ -165,7 +178,10 @@ def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), y_size: i
         hidden_sizes=tuple(config.hidden_sizes),
         head_hidden=head_hidden,
     )
-    return Agent(network, tuple(spec.observation_shape), spec.observation_dtype)
+    chunk_size = config.chunk_size
+    if chunk_size < 0:
+        chunk_size = 48 if torso in ("snake_conv", "nature_cnn") and jax.default_backend() == "cpu" else 0
+    return Agent(network, tuple(spec.observation_shape), spec.observation_dtype, chunk_size)
 
 
 ApplyFn = Callable[[Any, chex.Array], AgentOutput]

@@ -139,3 +139,19 @@ def test_parallel_environments_of_one_agent_share_the_task_instance():
     # Different agents (keys) get different tasks.
     lengths = {int(reset_actors(env, jax.random.PRNGKey(k), 2).env_state.length[0]) for k in range(20)}
     assert len(lengths) > 3
+
+
+def test_chunked_network_evaluation_equals_whole_batch():
+    spec = envs.make("snake").spec
+    whole = make_agent(spec, NetworkConfig(chunk_size=0))
+    chunked = make_agent(spec, NetworkConfig(chunk_size=7))
+    params = whole.init(jax.random.PRNGKey(0))
+    obs = jax.random.uniform(jax.random.PRNGKey(1), (4, 5) + spec.observation_shape)
+
+    def loss(agent, p):
+        out = agent.apply(p, obs)
+        return jnp.sum(out.value ** 2) + jnp.sum(jnp.sin(out.logits))
+
+    np.testing.assert_allclose(loss(whole, params), loss(chunked, params), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(jax.grad(lambda p: loss(whole, p))(params)), jax.tree.leaves(jax.grad(lambda p: loss(chunked, p))(params))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
