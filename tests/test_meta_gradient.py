@@ -1,0 +1,201 @@
+"""Numbers of the online meta-gradient engine (training.meta_gradient).
+
+Each estimator (1-step, n-step, mixing) is checked against central finite
+differences in float64 on a tiny problem: a 2-state / 2-action environment
+with noisy rewards, a tabular agent with random initial parameters, the
+``mgrl`` objective (gamma, lambda) inside, an A2C outer loss outside, and
+both SGD and meta-Adam inner optimisers. For meta-Adam the finite differences
+are taken of a Python-loop reference whose Adam denominators are frozen at
+their values at eta (that is what stop-gradienting the denominator means);
+the reference's value is also checked against the engine's.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import objectives
+from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.networks import make_agent
+from lpg.optim import OptimizerConfig
+from lpg.rollout import unroll
+from lpg.types import TimeStep
+from objectives.losses import actor_critic_loss, lambda_returns
+from objectives.a2c import A2C, A2CConfig
+from training.actor_critic import ActorCriticTrainer, TrainConfig
+from training.meta_gradient import MetaGradConfig, MetaGradientTrainer, mixing_weights
+
+T, B = 4, 3
+LR = 0.5
+B1, B2, EPS, EPS_ROOT = 0.9, 0.999, 1e-8, 1e-8
+
+
+class TwoState(Environment):
+    """Tiny MDP: action 1 moves to the other state with reward 1 + noise; action 0 stays with reward 0.2*noise."""
+
+    def __init__(self):
+        self.spec = EnvSpec("test/two_state", "tiny", (), 2, 5, "int32", 2)
+
+    def reset(self, key):
+        return jnp.zeros((), jnp.int32), first_timestep(jnp.zeros((), jnp.int32))
+
+    def step(self, state, action, key):
+        noise = jax.random.normal(key, ())
+        reward = jnp.where(action == 1, 1.0 + noise, 0.2 * noise).astype(jnp.float32)
+        nxt = jnp.where(action == 1, 1 - state, state).astype(jnp.int32)
+        done = jax.random.uniform(jax.random.fold_in(key, 1)) < 0.2
+        return nxt, TimeStep(nxt, reward, jnp.where(done, 0.0, 1.0).astype(jnp.float32), done)
+
+
+def _setup(optimizer: str, config: MetaGradConfig):
+    env = TwoState()
+    agent = make_agent(env.spec)
+    objective = objectives.make("mgrl", gamma=0.8, td_lambda=0.7, value_weight=0.5, entropy_weight=0.05)
+    trainer = ActorCriticTrainer.create(env, agent, objective, TrainConfig(B, T, OptimizerConfig(optimizer, LR if optimizer == "sgd" else 0.1)))
+    outer = A2C(A2CConfig(gamma=0.9, td_lambda=1.0, value_weight=0.5, entropy_weight=0.0))
+    mt = MetaGradientTrainer.create(trainer, outer, config)
+    state = mt.init(jax.random.PRNGKey(3))
+    to64 = lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    state = state.replace(opt_state=jax.tree.map(to64, state.opt_state), meta_opt_state=jax.tree.map(to64, state.meta_opt_state))
+    table = jax.random.normal(jax.random.PRNGKey(7), state.params["params"]["table"].shape, jnp.float64)
+    state = state.replace(params={"params": {"table": table}})
+    state = state.replace(eta={"gamma_logit": jnp.float64(0.4), "lambda_logit": jnp.float64(-0.3)})
+    return mt, state
+
+
+def _ac_loss(params, agent, rollout, v_sg, gamma, lam, value_weight, entropy_weight):
+    """A2C loss whose targets use the given (frozen) values ``v_sg`` [T+1, B]."""
+    out = agent.apply(params, rollout.observation)
+    targets = lambda_returns(rollout.reward[1:], gamma * rollout.discount[1:], v_sg[1:], lam)
+    return actor_critic_loss(out.logits[:-1], out.value[:-1], rollout.action[:-1], targets, targets - v_sg[:-1], value_weight, entropy_weight)[0]
+
+
+def _reference_meta_loss(mt, eta, state, key, weights, optimizer, frozen=None):
+    """Python-loop reference of eq. 5 / eq. 10; returns (loss, frozen quantities).
+
+    Every quantity the engine stop-gradients (agent values inside targets, inner
+    and outer; Adam's second moments) is recorded, and taken from ``frozen``
+    when given, so finite differences of this function measure exactly the
+    meta-gradient the engine should compute.
+    """
+    tr = mt.trainer
+    keys = jax.random.split(key, len(weights))
+    params, actor, rollout = state.params, state.actor, state.rollout
+    mu = jax.tree.map(jnp.zeros_like, params)
+    nu = jax.tree.map(jnp.zeros_like, params)
+    gamma, lam = jax.nn.sigmoid(eta["gamma_logit"]), jax.nn.sigmoid(eta["lambda_logit"])
+    record = {"nu": [], "inner_v": [], "outer_v": []}
+    total = 0.0
+    for i, w in enumerate(weights):
+        inner_v = tr.agent.apply(params, rollout.observation).value if frozen is None else frozen["inner_v"][i]
+        record["inner_v"].append(inner_v)
+        grads = jax.grad(_ac_loss)(params, tr.agent, rollout, inner_v, gamma, lam, 0.5, 0.05)
+        if optimizer == "sgd":
+            params = jax.tree.map(lambda p, g: p - LR * g, params, grads)
+        else:
+            mu = jax.tree.map(lambda m, g: B1 * m + (1 - B1) * g, mu, grads)
+            nu = jax.tree.map(lambda v, g: B2 * v + (1 - B2) * jnp.square(g), nu, grads)
+            nu = nu if frozen is None else frozen["nu"][i]
+            record["nu"].append(nu)
+            c = i + 1
+            params = jax.tree.map(
+                lambda p, m, v: p - 0.1 * (m / (1 - B1**c)) / (jnp.sqrt(v / (1 - B2**c) + EPS_ROOT) + EPS), params, mu, nu
+            )
+        actor, rollout = unroll(tr.env, tr.agent.apply, jax.lax.stop_gradient(params), actor, keys[i], T)
+        outer_v = tr.agent.apply(params, rollout.observation).value if frozen is None else frozen["outer_v"][i]
+        record["outer_v"].append(outer_v)
+        if w:
+            total = total + w * _ac_loss(params, tr.agent, rollout, outer_v, 0.9, 1.0, 0.5, 0.0)
+    return total, record
+
+
+def _central_fd(f, eta, eps=1e-6):
+    grads = {}
+    for name in eta:
+        plus = dict(eta, **{name: eta[name] + eps})
+        minus = dict(eta, **{name: eta[name] - eps})
+        grads[name] = (f(plus) - f(minus)) / (2 * eps)
+    return grads
+
+
+def _to32(state):
+    cast = lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    return state.replace(**{k: jax.tree.map(cast, getattr(state, k)) for k in ("params", "opt_state", "eta", "meta_opt_state")})
+
+
+CASES = [
+    ("sgd", MetaGradConfig(inner_steps=1)),
+    ("sgd", MetaGradConfig(inner_steps=3)),
+    ("adam", MetaGradConfig(inner_steps=3, mix=True)),
+]
+
+
+@pytest.mark.parametrize("optimizer,config", CASES, ids=["sgd-1", "sgd-3", "adam-3mix"])
+def test_meta_gradient_matches_finite_differences(optimizer, config):
+    with jax.enable_x64(True):
+        mt, state = _setup(optimizer, config)
+        key = jax.random.PRNGKey(11)
+        grads, aux = jax.jit(mt.meta_gradient)(state, key)
+        engine_loss = aux["metrics"]["meta_loss"]
+        weights = config.weights()
+        ref_loss, frozen = jax.jit(lambda eta: _reference_meta_loss(mt, eta, state, key, weights, optimizer))(state.eta)
+        np.testing.assert_allclose(engine_loss, ref_loss, rtol=1e-10 if optimizer == "sgd" else 1e-5)  # Adam: float32 bias correction
+        f = jax.jit(lambda eta: _reference_meta_loss(mt, eta, state, key, weights, optimizer, frozen)[0])
+        fd = _central_fd(f, state.eta)
+        for name in state.eta:
+            assert np.isfinite(grads[name])
+            assert abs(float(grads[name])) > 1e-6, "degenerate test: zero meta-gradient"
+            np.testing.assert_allclose(grads[name], fd[name], rtol=1e-5, atol=1e-9, err_msg=name)
+
+
+def test_mixing_weights():
+    assert mixing_weights(1, 0.0) == (1.0,)
+    w = mixing_weights(3, 2 / 3)
+    np.testing.assert_allclose(sum(w), 1.0)
+    np.testing.assert_allclose(w, np.array([1, 2 / 3, 4 / 9]) / (1 + 2 / 3 + 4 / 9))
+    assert MetaGradConfig(inner_steps=5, mix=True).kappa == pytest.approx(0.8)  # 1/(1-k) = n
+    assert MetaGradConfig(inner_steps=4).weights() == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_k0_mixing_equals_one_step_and_nstep_keeps_first_update():
+    mt1, state = _setup("sgd", MetaGradConfig(inner_steps=1))
+    mt0, _ = _setup("sgd", MetaGradConfig(inner_steps=4, mix=True, mix_k=0.0))
+    mt4, _ = _setup("sgd", MetaGradConfig(inner_steps=4))
+    state = _to32(state)
+    key = jax.random.PRNGKey(5)
+    g1, aux1 = jax.jit(mt1.meta_gradient)(state, key)
+    g0, aux0 = jax.jit(mt0.meta_gradient)(state, key)
+    chex.assert_trees_all_equal(g1, g0)
+    chex.assert_trees_all_equal(aux1["params"], aux0["params"])
+
+    # n-step: theta_t+1 = theta_t^(1) (the update at the old eta on the pending rollout),
+    # the next pending rollout continues from the pending one, eta moves.
+    new_state, metrics = jax.jit(mt4.meta_step)(state)
+    expected, _, _ = mt4.trainer.agent_update(state.params, state.opt_state, state.eta, state.rollout)
+    chex.assert_trees_all_close(new_state.params, expected, rtol=1e-6)
+    np.testing.assert_array_equal(new_state.rollout.observation[0], state.rollout.observation[-1])
+    assert int(new_state.update_count) == 1
+    assert any(float(jnp.abs(new_state.eta[k] - state.eta[k])) > 0 for k in state.eta)
+    assert all(np.isfinite(float(v)) for v in jax.tree.leaves(metrics))
+    assert mt4.env_steps_per_meta_step == 4 * B * T
+
+
+def test_run_monte_carlo_and_baseline_finite():
+    mt, state = _setup("adam", MetaGradConfig(inner_steps=2, monte_carlo=2, meta_grad_clip=0.1, stac_kl_weight=0.1))
+    state = _to32(state)
+    new_state, metrics = mt.run(state, 2)
+    assert metrics["meta_grad_norm"].shape == (2,)
+    assert np.all(np.isfinite(metrics["meta_grad_norm"])) and np.all(np.isfinite(metrics["outer_kl"]))
+    assert set(metrics) >= {"eta/gamma", "eta/td_lambda", "episode_return_sum", "episode_count", "meta_loss"}
+    grads = mt.estimate(state, jax.random.PRNGKey(0), 4)
+    assert grads["gamma_logit"].shape == (4,) and np.all(np.isfinite(grads["gamma_logit"]))
+
+    base, _ = _setup("adam", MetaGradConfig(inner_steps=0))
+    base_state = state
+    out, _ = base.run(base_state, 2)
+    chex.assert_trees_all_equal(out.eta, base_state.eta)

@@ -1,0 +1,375 @@
+"""Online meta-gradients through the agent's own updates: 1-step, n-step and mixing.
+
+One meta-step (Bonnet et al. 2022, eq. 5 and eq. 10; Xu et al. 2018 for n = 1):
+
+    theta^(0) = theta_t,  tau^(0) = the pending rollout (acted by theta_t)
+    for i = 1..n:
+        theta^(i) = theta^(i-1) + update(grad_theta L(theta^(i-1), eta, tau^(i-1)))   # ActorCriticTrainer.agent_update
+        tau^(i)   ~ pi_theta^(i)                                                        # fresh rollout of the updated agent
+        L'_i      = L'(theta^(i), eta', tau^(i)) + meta_regulariser(eta, tau^(i))        # outer (validation) loss
+    n-step:  grad = d L'_n / d eta                                                      (eq. 5)
+    mixing:  grad = (1-k)/(1-k^n) * sum_i k^(i-1) d L'_i / d eta                        (eq. 10)
+    eta     <- Adam(clip(grad))
+    theta_t+1 = theta^(1), pending rollout = tau^(1), environments continue after tau^(1)
+
+The outer rollout of step i is the inner rollout of step i+1, and the kept agent
+theta^(1) reuses tau^(1) as its next inner rollout, so no sample of the kept
+trajectory is thrown away (online cross-validation). The look-ahead beyond
+theta^(1) (updates and rollouts 2..n) is discarded. Meta-gradients flow
+through the agent optimiser (``lpg.optim``: SGD, or Adam with its
+second-moment denominator stop-gradiented); acting uses stop-gradiented
+parameters (sampling is not differentiated).
+
+The outer loss ``L'`` is ``outer_objective.agent_loss`` with the outer
+objective's fixed hyper-parameters: Bonnet's eq. 4 (the policy gradient with
+the outer targets' advantages) is an A2C outer objective with value and
+entropy weights 0 (``pg_outer_objective``); the MRP study's eq. 2 is an A2C
+outer objective with gamma = lambda = 1 and only a value weight. Optionally
+the STAC term ``stac_kl_weight * KL(pi_theta^(i) || pi_theta_t)`` is added
+(Zahavy et al. 2020). ``monte_carlo = K`` averages K independent estimates
+(independent look-ahead rollouts from the same theta_t, Bonnet et al. eq. 9).
+
+``inner_steps = 0`` is the fixed-meta-parameter baseline: the same step with
+the meta-update switched off (eta stays at ``objective.init``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from lpg.errors import InvalidConfigError
+from lpg.rollout import ActorState, episode_stats, unroll
+from lpg.types import Rollout
+from objectives.a2c import A2C, A2CConfig
+from objectives.base import Eta, Metrics, Objective
+from training.actor_critic import ActorCriticTrainer, LearnerState
+
+__all__ = ["MetaGradConfig", "MetaState", "MetaGradientTrainer", "pg_outer_objective", "mixing_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaGradConfig:
+    """How meta-gradients are estimated and applied.
+
+    Attributes:
+      inner_steps: n, inner updates looked ahead per meta-gradient (1 = Xu et
+        al. 2018; n > 1 = Bonnet et al. eq. 5); 0 = no meta-learning (eta fixed).
+      mix: use the mixing estimator (Bonnet et al. eq. 10) instead of plain n-step.
+      mix_k: kappa of the mixing estimator; None = automatic, 1/(1-k) = n;
+        k = 0 gives the 1-step meta-gradient exactly.
+      meta_learning_rate: learning rate beta of the meta-optimiser (Adam).
+      meta_b1: Adam first-moment decay of the meta-optimiser.
+      meta_b2: Adam second-moment decay of the meta-optimiser.
+      meta_grad_clip: clip each meta-gradient to this global norm (0 = off).
+      monte_carlo: K, independent meta-gradient estimates averaged per meta-update.
+      stac_kl_weight: weight of KL(pi_theta' || pi_theta) in the outer loss (0 = off).
+    """
+
+    inner_steps: int = 1
+    mix: bool = False
+    mix_k: float | None = None
+    meta_learning_rate: float = 1e-3
+    meta_b1: float = 0.9
+    meta_b2: float = 0.999
+    meta_grad_clip: float = 0.0
+    monte_carlo: int = 1
+    stac_kl_weight: float = 0.0
+
+    def validate(self) -> None:
+        if self.inner_steps < 0:
+            raise InvalidConfigError(f"inner_steps must be >= 0 (0 = fixed meta-parameters), got {self.inner_steps}")
+        if self.mix_k is not None and not 0.0 <= self.mix_k <= 1.0:
+            raise InvalidConfigError(f"mix_k must lie in [0, 1], got {self.mix_k}")
+        if not self.meta_learning_rate > 0:
+            raise InvalidConfigError(f"meta_learning_rate must be positive, got {self.meta_learning_rate}")
+        if self.meta_grad_clip < 0:
+            raise InvalidConfigError(f"meta_grad_clip must be >= 0, got {self.meta_grad_clip}")
+        if self.monte_carlo < 1:
+            raise InvalidConfigError(f"monte_carlo must be >= 1, got {self.monte_carlo}")
+        if self.stac_kl_weight < 0:
+            raise InvalidConfigError(f"stac_kl_weight must be >= 0, got {self.stac_kl_weight}")
+
+    @property
+    def kappa(self) -> float | None:
+        """The mixing kappa in use (None without mixing)."""
+        if not self.mix:
+            return None
+        return self.mix_k if self.mix_k is not None else 1.0 - 1.0 / max(self.inner_steps, 1)
+
+    def weights(self) -> tuple[float, ...]:
+        """Weights of the outer losses L'_1..L'_n (static Python floats)."""
+        return mixing_weights(self.inner_steps, self.kappa) if self.mix else (0.0,) * (self.inner_steps - 1) + (1.0,)
+
+
+def mixing_weights(n: int, kappa: float) -> tuple[float, ...]:
+    """``(1-k)/(1-k^n) * k^(i-1)`` for i = 1..n (Bonnet et al. eq. 10); k = 1 gives 1/n each."""
+    if n < 1:
+        raise InvalidConfigError(f"mixing needs n >= 1, got {n}")
+    if kappa == 1.0:
+        return (1.0 / n,) * n
+    norm = (1.0 - kappa) / (1.0 - kappa**n)
+    return tuple(norm * kappa**i for i in range(n))  # Python: 0.0 ** 0 == 1.0
+
+
+def pg_outer_objective(gamma: float = 0.99, td_lambda: float = 0.99) -> Objective:
+    """Bonnet et al. eq. 4: the policy-gradient term only, with lambda-return advantages."""
+    return A2C(A2CConfig(gamma=gamma, td_lambda=td_lambda, value_weight=0.0, entropy_weight=0.0))
+
+
+@struct.dataclass
+class MetaState:
+    """Everything that changes during one online meta-learning lifetime.
+
+    Attributes:
+      params: agent parameters theta_t.
+      opt_state: the agent optimiser's state.
+      actor: environments, positioned after the pending rollout.
+      rollout: the pending rollout tau^(0), acted by theta_t, not yet learned from.
+      eta: the objective's meta-parameters.
+      meta_opt_state: the meta-optimiser's state.
+      key: PRNG key.
+      update_count: int32 [], meta-steps (= kept agent updates) done.
+    """
+
+    params: Any
+    opt_state: Any
+    actor: ActorState
+    rollout: Rollout
+    eta: Eta
+    meta_opt_state: Any
+    key: chex.PRNGKey
+    update_count: chex.Array
+
+
+def _kl(logits_p: chex.Array, logits_q: chex.Array) -> chex.Array:
+    """KL(p || q) of categorical distributions given by logits, [..., A] -> [...]."""
+    log_p = jax.nn.log_softmax(logits_p, axis=-1)
+    log_q = jax.nn.log_softmax(logits_q, axis=-1)
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MetaGradientTrainer:
+    """Online meta-gradient learning of ``trainer.objective``'s eta (see the module docstring).
+
+    Hashed by identity, so methods are jitted with ``self`` static.
+
+    Attributes:
+      trainer: the inner actor-critic trainer (env, agent, objective at eta, agent optimiser).
+      outer_objective: fixed outer objective eta' (its own ``init`` gives its eta).
+      config: estimator and meta-optimiser settings.
+      meta_optimizer: the meta-optimiser (Adam with clipping), built by ``create``.
+    """
+
+    trainer: ActorCriticTrainer
+    outer_objective: Objective
+    config: MetaGradConfig
+    meta_optimizer: optax.GradientTransformation
+
+    @classmethod
+    def create(cls, trainer: ActorCriticTrainer, outer_objective: Objective, config: MetaGradConfig) -> "MetaGradientTrainer":
+        config.validate()
+        if config.inner_steps > 0 and not trainer.objective.is_learned:
+            raise InvalidConfigError(f"objective {trainer.objective.name!r} has no meta-parameters to learn")
+        chain = []
+        if config.meta_grad_clip > 0:
+            chain.append(optax.clip_by_global_norm(config.meta_grad_clip))
+        chain.append(optax.adam(config.meta_learning_rate, b1=config.meta_b1, b2=config.meta_b2))
+        return cls(trainer, outer_objective, config, optax.chain(*chain))
+
+    @property
+    def objective(self) -> Objective:
+        return self.trainer.objective
+
+    @property
+    def env_steps_per_rollout(self) -> int:
+        return self.trainer.config.num_envs * self.trainer.config.unroll_length
+
+    @property
+    def env_steps_per_meta_step(self) -> int:
+        """Environment steps simulated per meta-step, look-ahead and Monte-Carlo samples included."""
+        return self.env_steps_per_rollout * max(self.config.inner_steps, 1) * (self.config.monte_carlo if self.config.inner_steps else 1)
+
+    # -- state -----------------------------------------------------------
+    def init(self, key: chex.PRNGKey, eta: Eta | None = None) -> MetaState:
+        """A fresh agent, its first (pending) rollout, and eta (``objective.init`` unless given)."""
+        learner_key, eta_key, key = jax.random.split(key, 3)
+        learner = self.trainer.init(learner_key)
+        learner, rollout = self.trainer.act(learner)
+        if eta is None:
+            eta = self.objective.init(eta_key)
+        return MetaState(
+            params=learner.params,
+            opt_state=learner.opt_state,
+            actor=learner.actor,
+            rollout=rollout,
+            eta=eta,
+            meta_opt_state=self.meta_optimizer.init(eta),
+            key=learner.key,
+            update_count=jnp.zeros([], jnp.int32),
+        )
+
+    # -- the meta-objective ---------------------------------------------
+    def _act(self, params: Any, actor: ActorState, key: chex.PRNGKey) -> tuple[ActorState, Rollout]:
+        t = self.trainer
+        return unroll(t.env, t.agent.apply, jax.lax.stop_gradient(params), actor, key, t.config.unroll_length)
+
+    def _outer_loss(self, eta: Eta, params: Any, params_before: Any, rollout: Rollout) -> tuple[chex.Array, Metrics]:
+        agent = self.trainer.agent
+        out = agent.apply(params, rollout.observation)
+        outer_eta = self.outer_objective.init(jax.random.PRNGKey(0))
+        loss, metrics = self.outer_objective.agent_loss(outer_eta, rollout, out)
+        metrics = {f"outer_{k}": v for k, v in metrics.items()}
+        if self.config.stac_kl_weight:
+            before = agent.apply(jax.lax.stop_gradient(params_before), rollout.observation)
+            kl = jnp.mean(_kl(out.logits[:-1], before.logits[:-1]))
+            loss = loss + self.config.stac_kl_weight * kl
+            metrics["outer_kl"] = kl
+        reg, reg_metrics = self.objective.meta_regulariser(eta, rollout, out)
+        metrics.update({f"meta_reg_{k}": v for k, v in reg_metrics.items()})
+        metrics["meta_regulariser"] = reg
+        return loss + reg, metrics
+
+    def meta_loss(self, eta: Eta, state: MetaState, key: chex.PRNGKey) -> tuple[chex.Array, dict[str, Any]]:
+        """The weighted outer loss ``sum_i w_i L'_i`` of one look-ahead from ``state`` (a function of eta).
+
+        Deterministic given ``key``; its gradient in eta is one meta-gradient
+        estimate. Aux holds the kept update (theta^(1), its optimiser state),
+        tau^(1), the environments after tau^(1), and metrics.
+        """
+        weights = self.config.weights()
+        n = max(i + 1 for i, w in enumerate(weights) if w != 0.0)  # trailing zero weights need no look-ahead
+        weights = weights[:n]
+        keys = jax.random.split(key, n)
+        t = self.trainer
+
+        params1, opt1, inner_metrics = t.agent_update(state.params, state.opt_state, eta, state.rollout)
+        actor1, rollout1 = self._act(params1, state.actor, keys[0])
+        total = jnp.zeros((), jnp.result_type(float))
+        outer_metrics: Metrics = {}
+        if weights[0] != 0.0:
+            loss1, outer_metrics = self._outer_loss(eta, params1, state.params, rollout1)
+            total = total + weights[0] * loss1
+
+        if n > 1:
+            mixing = any(w != 0.0 for w in weights[1:-1])
+
+            def body(carry, xs):
+                params, opt_state, actor, rollout = carry
+                step_key, weight = xs
+                params, opt_state, _ = t.agent_update(params, opt_state, eta, rollout)
+                actor, rollout = self._act(params, actor, step_key)
+                if mixing:
+                    loss, _ = self._outer_loss(eta, params, state.params, rollout)
+                    return (params, opt_state, actor, rollout), weight * loss
+                return (params, opt_state, actor, rollout), jnp.zeros((), total.dtype)
+
+            carry = (params1, opt1, actor1, rollout1)
+            xs = (keys[1:-1], jnp.asarray(weights[1:-1], total.dtype))
+            if n > 2:
+                carry, losses = jax.lax.scan(body, carry, xs)
+                total = total + jnp.sum(losses)
+            params, opt_state, actor, rollout = carry
+            params, _, _ = t.agent_update(params, opt_state, eta, rollout)
+            _, rollout = self._act(params, actor, keys[-1])
+            loss_n, metrics_n = self._outer_loss(eta, params, state.params, rollout)
+            total = total + weights[-1] * loss_n
+            if not outer_metrics:
+                outer_metrics = metrics_n
+
+        aux = {
+            "params": params1,
+            "opt_state": opt1,
+            "actor": actor1,
+            "rollout": rollout1,
+            "metrics": {**inner_metrics, **outer_metrics, "meta_loss": total},
+        }
+        return total, aux
+
+    def meta_gradient(self, state: MetaState, key: chex.PRNGKey) -> tuple[Eta, dict[str, Any]]:
+        """One meta-gradient estimate (``monte_carlo`` estimates averaged), not applied.
+
+        Returns (grad of the meta-loss w.r.t. eta, aux of the first estimate
+        with metrics averaged over estimates).
+        """
+        grad_fn = jax.grad(self.meta_loss, has_aux=True)
+        k = self.config.monte_carlo
+        if k == 1:
+            return grad_fn(state.eta, state, key)
+        grads, aux = jax.vmap(lambda kk: grad_fn(state.eta, state, kk))(jax.random.split(key, k))
+        grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+        metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), aux.pop("metrics"))
+        aux = jax.tree.map(lambda x: x[0], aux)
+        return grads, dict(aux, metrics=metrics)
+
+    @functools.partial(jax.jit, static_argnums=(0, 3))
+    def estimate(self, state: MetaState, key: chex.PRNGKey, num_estimates: int) -> Eta:
+        """``num_estimates`` independent single meta-gradients at ``state`` (leading axis), for variance studies.
+
+        Each estimate uses this trainer's estimator with one Monte-Carlo sample.
+        """
+        grad_fn = jax.grad(self.meta_loss, has_aux=True)
+        return jax.vmap(lambda kk: grad_fn(state.eta, state, kk)[0])(jax.random.split(key, num_estimates))
+
+    # -- stepping --------------------------------------------------------
+    def meta_step(self, state: MetaState) -> tuple[MetaState, Metrics]:
+        """One kept agent update and (for inner_steps > 0) one meta-update of eta."""
+        key, est_key, act_key = jax.random.split(state.key, 3)
+        stats = episode_stats(state.rollout)
+        if self.config.inner_steps == 0:
+            params, opt_state, metrics = self.trainer.agent_update(state.params, state.opt_state, state.eta, state.rollout)
+            actor, rollout = self._act(params, state.actor, act_key)
+            eta, meta_opt_state = state.eta, state.meta_opt_state
+            meta_grad_norm = jnp.zeros((), jnp.float32)
+        else:
+            grads, aux = self.meta_gradient(state, est_key)
+            meta_grad_norm = optax.global_norm(grads)
+            updates, meta_opt_state = self.meta_optimizer.update(grads, state.meta_opt_state, state.eta)
+            eta = optax.apply_updates(state.eta, updates)
+            params = jax.lax.stop_gradient(aux["params"])
+            opt_state = jax.lax.stop_gradient(aux["opt_state"])
+            actor, rollout, metrics = aux["actor"], aux["rollout"], aux["metrics"]
+        metrics = dict(metrics, **stats, meta_grad_norm=meta_grad_norm)
+        metrics.update({f"eta/{k}": v for k, v in self.objective.describe_eta(eta).items()})
+        new_state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            actor=actor,
+            rollout=rollout,
+            eta=eta,
+            meta_opt_state=meta_opt_state,
+            key=key,
+            update_count=state.update_count + 1,
+        )
+        return new_state, metrics
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def jit_meta_step(self, state: MetaState) -> tuple[MetaState, Metrics]:
+        return self.meta_step(state)
+
+    @functools.partial(jax.jit, static_argnums=(0, 2))
+    def run(self, state: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
+        """``num_steps`` meta-steps in one compiled ``lax.scan``; metrics stacked [num_steps]."""
+        return jax.lax.scan(lambda s, _: self.meta_step(s), state, None, length=num_steps)
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def init_seeds(self, keys: chex.PRNGKey) -> MetaState:
+        """Fresh lifetimes for a batch of keys [S] (leading seed axis)."""
+        return jax.vmap(self.init)(keys)
+
+    @functools.partial(jax.jit, static_argnums=(0, 2))
+    def run_seeds(self, states: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
+        """``run`` for every seed under ``vmap``; metrics [S, num_steps]."""
+        return jax.vmap(lambda s: jax.lax.scan(lambda c, _: self.meta_step(c), s, None, length=num_steps))(states)
+
+    def learner_state(self, state: MetaState) -> LearnerState:
+        """The agent part of ``state`` as an ActorCriticTrainer LearnerState."""
+        return LearnerState(state.params, state.opt_state, state.actor, state.key, state.update_count)

@@ -1,0 +1,180 @@
+"""Command-line classes of online discovery (tyro; wired into ``lpg.cli`` by the lead).
+
+* ``ExperimentCommand``:   ``lpg experiment NAME --out DIR [--seeds K] [--inner-steps n] [--mix] [--monte-carlo K] [--steps N]``
+* ``DiscoverOnlineCommand``: ``lpg discover online ENV --objective {mgrl,self_tuning,frodo} [--inner-steps n] [--mix] --steps N --seed S --out DIR``
+* ``BenchOnlineCommand``:  ``lpg bench online`` (meta-step time / plain actor-critic step time)
+
+Bad input raises ``lpg.errors.UserInputError`` subclasses (one line, exit status 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated
+
+import tyro
+
+from lpg.errors import InvalidConfigError
+from lpg.networks import NetworkConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentCommand:
+    """Run a named online-discovery experiment: mrp-gamma, catch-frodo, snake-metagrad, snake-variance.
+
+    Writes to --out: config.json, metrics.jsonl, summary.json and plots.
+    mrp-gamma: summary "gammas" (10 final per-state discounts), gammas.png.
+    catch-frodo: "frodo_return" and "a2c_return". snake-metagrad: "final_return"
+    and "final_meta_parameters". snake-variance: "std_ratio" keyed 1,3,5,10,3-mix,5-mix.
+    """
+
+    name: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="NAME")]
+    """Experiment: mrp-gamma, catch-frodo, snake-metagrad or snake-variance."""
+    out: str = "runs/experiment"
+    """Output folder (created; must be empty or hold this same run)."""
+    seeds: int | None = None
+    """Seeds run in parallel under vmap (default: the preset's)."""
+    seed: int = 0
+    """First random seed."""
+    inner_steps: int | None = None
+    """n of the n-step meta-gradient (default: preset; 0 = fixed baseline for snake-metagrad)."""
+    mix: bool | None = None
+    """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n (default: preset)."""
+    monte_carlo: int | None = None
+    """Meta-gradients averaged per meta-update (default: preset)."""
+    steps: int | None = None
+    """Environment steps per seed; for mrp-gamma the number of meta-updates (default: preset)."""
+    progress: bool = True
+    """Show progress on stderr."""
+
+    def run(self) -> int:
+        from training.online import run_experiment
+
+        summary = run_experiment(
+            self.name,
+            self.out,
+            seed=self.seed,
+            seeds=self.seeds,
+            inner_steps=self.inner_steps,
+            mix=self.mix,
+            monte_carlo=self.monte_carlo,
+            steps=self.steps,
+            progress=self.progress,
+        )
+        keys = {
+            "mrp-gamma": ("gammas", "solved", "wall_s"),
+            "catch-frodo": ("frodo_return", "a2c_return", "steps"),
+            "snake-metagrad": ("final_return", "final_meta_parameters", "steps"),
+            "snake-variance": ("std_ratio",),
+        }[self.name]
+        shown = {k: summary[k] for k in keys}
+        print(f"{self.name}: {json.dumps(shown, default=str)}; wrote {self.out}/summary.json")
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoverOnlineCommand:
+    """Discover an objective online: one agent's lifetime with meta-gradients (MGRL, STAC, FRODO).
+
+    Writes to --out: config.json, metrics.jsonl (with meta-parameter
+    trajectories), summary.json (final_return, final_meta_parameters, ...),
+    learning_curve.png and meta_parameters.png.
+    """
+
+    env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
+    """Environment name (see `lpg envs`)."""
+    objective: str = "mgrl"
+    """Objective with meta-parameters: mgrl, self_tuning or frodo."""
+    inner_steps: int = 1
+    """n of the n-step meta-gradient (look-ahead updates per meta-gradient)."""
+    mix: bool = False
+    """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n."""
+    steps: int | None = None
+    """Environment steps per seed (default: the environment's preset)."""
+    seed: int = 0
+    """Random seed of the first agent."""
+    num_seeds: int = 1
+    """Lifetimes run in parallel under vmap."""
+    out: str = "runs/discover-online"
+    """Output folder (created; must be empty or hold this same run)."""
+    monte_carlo: int = 1
+    """Meta-gradients averaged per meta-update."""
+    meta_learning_rate: float = 1e-3
+    """Meta-optimiser (Adam) learning rate."""
+    meta_grad_clip: float = 1.0
+    """Clip meta-gradients to this global norm (0 = off)."""
+    stac_kl_weight: float = 0.0
+    """Weight of the STAC term KL(pi_theta' || pi_theta) in the outer loss."""
+    network: NetworkConfig = NetworkConfig()
+    """Agent network."""
+    progress: bool = True
+    """Show progress on stderr."""
+
+    def run(self) -> int:
+        from training.online import discover_online
+
+        if self.num_seeds <= 0:
+            raise InvalidConfigError(f"--num-seeds must be positive, got {self.num_seeds}")
+        if self.monte_carlo < 1:
+            raise InvalidConfigError(f"--monte-carlo must be >= 1, got {self.monte_carlo}")
+        summary = discover_online(
+            self.env,
+            self.objective,
+            inner_steps=self.inner_steps,
+            mix=self.mix,
+            steps=self.steps,
+            seed=self.seed,
+            out=self.out,
+            num_seeds=self.num_seeds,
+            monte_carlo=self.monte_carlo,
+            meta_learning_rate=self.meta_learning_rate,
+            meta_grad_clip=self.meta_grad_clip,
+            stac_kl_weight=self.stac_kl_weight,
+            network=self.network,
+            progress=self.progress,
+        )
+        final = summary["final_return"]
+        eta = ", ".join(f"{k}={v:.4g}" for k, v in summary["final_meta_parameters"].items())
+        print(
+            f"{summary['env']} / {summary['objective']} ({self.inner_steps}-step{' mix' if self.mix else ''}): final_return "
+            f"{'n/a' if final is None else f'{final:.3f}'} after {summary['steps']:,} steps ({summary['wall_s']:.1f}s); "
+            f"meta-parameters: {eta}; wrote {self.out}/summary.json"
+        )
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOnlineCommand:
+    """Time per meta-step over time per plain actor-critic step (same batch, same network), n = 1, 3, 5, 10.
+
+    Prints a markdown table for each environment (objective self_tuning, i.e.
+    the 4 meta-parameters of Bonnet et al.).
+    """
+
+    envs: str = "catch,snake"
+    """Comma-separated environments."""
+    inner_steps: tuple[int, ...] = (1, 3, 5, 10)
+    """Look-ahead lengths n to time."""
+    num_envs: int = 32
+    """Batch size B."""
+    unroll_length: int = 20
+    """Rollout length T."""
+    repeats: int = 20
+    """Steps timed per measurement (after a compile-and-warm-up run)."""
+
+    def run(self) -> int:
+        from training.online import bench_online
+
+        if self.repeats <= 0 or self.num_envs <= 0 or self.unroll_length <= 0:
+            raise InvalidConfigError("--repeats, --num-envs and --unroll-length must be positive")
+        if not self.inner_steps or min(self.inner_steps) < 1:
+            raise InvalidConfigError("--inner-steps must list values >= 1")
+        names = [n.strip() for n in self.envs.split(",") if n.strip()]
+        print("| env | n | plain step (ms) | meta-step (ms) | ratio |")
+        print("|---|---:|---:|---:|---:|")
+        for row in bench_online(names, self.inner_steps, self.num_envs, self.unroll_length, self.repeats):
+            print(f"| {row['env']} | {row['n']} | {row['plain_ms']:.2f} | {row['meta_ms']:.2f} | {row['ratio']:.2f} |")
+        return 0
+
+
