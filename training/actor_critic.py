@@ -6,7 +6,8 @@ objective's ``eta`` is an argument of every function, so the same code trains
 an agent with A2C, V-trace, or a frozen learned objective, and the
 meta-gradient trainers differentiate ``agent_update`` with respect to ``eta``.
 
-``run`` is ``jit(lax.scan(update))``; several seeds are a ``vmap`` of ``init``
+``run`` is ``jit(lax.scan(update))`` (a host loop over the jitted update for
+conv nets on CPU, see ``host_loop``); several seeds are a ``vmap`` of ``init``
 and ``run`` over keys (``init_seeds`` / ``run_seeds``).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import chex
 import jax
@@ -125,9 +126,22 @@ class ActorCriticTrainer:
         metrics = dict(metrics, **episode_stats(rollout))
         return state.replace(params=params, opt_state=opt_state, update_count=state.update_count + 1), metrics
 
-    @functools.partial(jax.jit, static_argnums=(0, 3))
     def run(self, state: LearnerState, eta: Eta, num_updates: int) -> tuple[LearnerState, Metrics]:
-        """``num_updates`` updates in one compiled ``lax.scan``; metrics stacked [num_updates]."""
+        """``num_updates`` updates; metrics stacked [num_updates].
+
+        One compiled ``lax.scan``, or a host loop over the jitted update when
+        the agent's gradient is slow inside a rolled scan (conv nets on CPU).
+        """
+        if self.agent.slow_rolled_scan:
+            return host_loop(lambda s: self.jit_update(s, eta), state, num_updates, axis=0)
+        return self._run_scan(state, eta, num_updates)
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def jit_update(self, state: LearnerState, eta: Eta) -> tuple[LearnerState, Metrics]:
+        return self.update(state, eta)
+
+    @functools.partial(jax.jit, static_argnums=(0, 3))
+    def _run_scan(self, state: LearnerState, eta: Eta, num_updates: int) -> tuple[LearnerState, Metrics]:
         return jax.lax.scan(lambda s, _: self.update(s, eta), state, None, length=num_updates)
 
     @functools.partial(jax.jit, static_argnums=(0,))
@@ -135,7 +149,29 @@ class ActorCriticTrainer:
         """Fresh agents for a batch of keys [S]: a LearnerState with a leading seed axis."""
         return jax.vmap(self.init)(keys)
 
-    @functools.partial(jax.jit, static_argnums=(0, 3))
     def run_seeds(self, states: LearnerState, eta: Eta, num_updates: int) -> tuple[LearnerState, Metrics]:
         """``run`` for every seed under ``vmap`` (same eta); metrics [S, num_updates]."""
+        if self.agent.slow_rolled_scan:
+            return host_loop(lambda s: self._jit_update_seeds(s, eta), states, num_updates, axis=1)
+        return self._run_seeds_scan(states, eta, num_updates)
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def _jit_update_seeds(self, states: LearnerState, eta: Eta) -> tuple[LearnerState, Metrics]:
+        return jax.vmap(lambda s: self.update(s, eta))(states)
+
+    @functools.partial(jax.jit, static_argnums=(0, 3))
+    def _run_seeds_scan(self, states: LearnerState, eta: Eta, num_updates: int) -> tuple[LearnerState, Metrics]:
         return jax.vmap(lambda s: jax.lax.scan(lambda c, _: self.update(c, eta), s, None, length=num_updates))(states)
+
+
+def host_loop(step: Callable[[Any], tuple[Any, Metrics]], state: Any, length: int, axis: int) -> tuple[Any, Metrics]:
+    """Applies a jitted ``step`` ``length`` times from Python; metrics stacked along ``axis``.
+
+    The replacement for ``lax.scan`` where a rolled scan is slow (conv-net
+    gradients on CPU); same results, one dispatch per step.
+    """
+    collected = []
+    for _ in range(length):
+        state, metrics = step(state)
+        collected.append(metrics)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *collected)

@@ -50,7 +50,7 @@ from lpg.rollout import ActorState, episode_stats, unroll
 from lpg.types import Rollout
 from objectives.a2c import A2C, A2CConfig
 from objectives.base import Eta, Metrics, Objective
-from training.actor_critic import ActorCriticTrainer, LearnerState
+from training.actor_critic import ActorCriticTrainer, LearnerState, host_loop
 
 __all__ = ["MetaGradConfig", "MetaState", "MetaGradientTrainer", "pg_outer_objective", "mixing_weights"]
 
@@ -275,7 +275,7 @@ class MetaGradientTrainer:
             carry = (params1, opt1, actor1, rollout1)
             xs = (keys[1:-1], jnp.asarray(weights[1:-1], total.dtype))
             if n > 2:
-                carry, losses = jax.lax.scan(body, carry, xs)
+                carry, losses = jax.lax.scan(body, carry, xs, unroll=t.agent.slow_rolled_scan)
                 total = total + jnp.sum(losses)
             params, opt_state, actor, rollout = carry
             params, _, _ = t.agent_update(params, opt_state, eta, rollout)
@@ -331,7 +331,7 @@ class MetaGradientTrainer:
             meta_grad_norm = jnp.zeros((), jnp.float32)
         else:
             grads, aux = self.meta_gradient(state, est_key)
-            meta_grad_norm = optax.global_norm(grads)
+            meta_grad_norm = optax.tree.norm(grads)
             updates, meta_opt_state = self.meta_optimizer.update(grads, state.meta_opt_state, state.eta)
             eta = optax.apply_updates(state.eta, updates)
             params = jax.lax.stop_gradient(aux["params"])
@@ -355,9 +355,14 @@ class MetaGradientTrainer:
     def jit_meta_step(self, state: MetaState) -> tuple[MetaState, Metrics]:
         return self.meta_step(state)
 
-    @functools.partial(jax.jit, static_argnums=(0, 2))
     def run(self, state: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
-        """``num_steps`` meta-steps in one compiled ``lax.scan``; metrics stacked [num_steps]."""
+        """``num_steps`` meta-steps in one compiled ``lax.scan`` (a host loop for conv nets on CPU); metrics [num_steps]."""
+        if self.trainer.agent.slow_rolled_scan:
+            return host_loop(self.jit_meta_step, state, num_steps, axis=0)
+        return self._run_scan(state, num_steps)
+
+    @functools.partial(jax.jit, static_argnums=(0, 2))
+    def _run_scan(self, state: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
         return jax.lax.scan(lambda s, _: self.meta_step(s), state, None, length=num_steps)
 
     @functools.partial(jax.jit, static_argnums=(0,))
@@ -365,9 +370,18 @@ class MetaGradientTrainer:
         """Fresh lifetimes for a batch of keys [S] (leading seed axis)."""
         return jax.vmap(self.init)(keys)
 
-    @functools.partial(jax.jit, static_argnums=(0, 2))
     def run_seeds(self, states: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
         """``run`` for every seed under ``vmap``; metrics [S, num_steps]."""
+        if self.trainer.agent.slow_rolled_scan:
+            return host_loop(self._jit_meta_step_seeds, states, num_steps, axis=1)
+        return self._run_seeds_scan(states, num_steps)
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def _jit_meta_step_seeds(self, states: MetaState) -> tuple[MetaState, Metrics]:
+        return jax.vmap(self.meta_step)(states)
+
+    @functools.partial(jax.jit, static_argnums=(0, 2))
+    def _run_seeds_scan(self, states: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
         return jax.vmap(lambda s: jax.lax.scan(lambda c, _: self.meta_step(c), s, None, length=num_steps))(states)
 
     def learner_state(self, state: MetaState) -> LearnerState:

@@ -1,0 +1,229 @@
+"""``lpg quickstart``: a small offline discovery on toy MDPs, then an evaluation of the shipped objective.
+
+Two parts, both on toy MDPs and both small enough for a 2-core CPU (about
+2-4 minutes in all with the defaults):
+
+1. ``discover_part``: offline LPG discovery with meta-gradients
+   (``training.offline.discover_offline``) on ``--envs`` for ``--meta-steps``
+   meta-steps; writes the run folder ``OUT/discovery`` (objective checkpoint,
+   metrics.jsonl, meta_training.png, summary.json with the A2C-normalised
+   scores of fresh agents trained with the just-discovered objective).
+2. ``evaluate_part``: fresh agents trained with the *shipped* objective
+   (``checkpoints/lpg-toy-v1``, discovered by this project's own code, see its
+   ``MODEL.md``) on ``--eval-envs``, compared with A2C and a uniform-random
+   policy on the same budget (``evaluation.evaluate.evaluate_objective``) with
+   the agent set-up recorded in the checkpoint (``metadata["evaluation"]``);
+   writes ``OUT/evaluation`` (summary.json, results.md, a2c_normalised.png).
+
+The quickstart's discovery is far too short to match the shipped objective;
+it shows the machinery working. ``lpg discover offline`` with the command in
+``checkpoints/lpg-toy-v1/MODEL.md`` reproduces the shipped one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from lpg.errors import CheckpointError, InvalidConfigError
+
+__all__ = ["QuickstartCommand", "SHIPPED_CHECKPOINT", "shipped_checkpoint", "evaluation_train_config", "discover_part", "evaluate_part"]
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "lpg-toy-v1"
+
+
+def shipped_checkpoint(path: str | Path | None = None) -> Path:
+    """The shipped objective checkpoint folder (``checkpoints/lpg-toy-v1`` of the repository) or ``path``.
+
+    Raises:
+      CheckpointError: the folder does not exist or holds no objective checkpoint.
+    """
+    folder = Path(path) if path is not None else SHIPPED_CHECKPOINT
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"the shipped objective checkpoint {str(folder)!r} is missing; it comes with a clone of the repository "
+            "(checkpoints/lpg-toy-v1); restore it with `git checkout -- checkpoints` or pass --checkpoint"
+        )
+    from lpg.checkpoint import read_objective_metadata
+
+    read_objective_metadata(folder)  # raises CheckpointError with the reason if it is not a valid checkpoint
+    return folder
+
+
+def evaluation_train_config(metadata: Mapping[str, Any]):
+    """The agents' training set-up recorded in an objective checkpoint's metadata (``metadata["evaluation"]``),
+    or None (each environment's preset) when the checkpoint records none."""
+    from lpg.optim import OptimizerConfig
+    from training.actor_critic import TrainConfig
+
+    recorded = metadata.get("evaluation")
+    if not isinstance(recorded, Mapping) or "num_envs" not in recorded:
+        return None
+    optimizer = OptimizerConfig(**recorded["agent_optimizer"])
+    return TrainConfig(int(recorded["num_envs"]), int(recorded["unroll_length"]), optimizer)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickstartCommand:
+    """Quickstart: a small offline LPG discovery on toy MDPs (minutes on 2 CPU cores), then an evaluation of
+    the shipped discovered objective (checkpoints/lpg-toy-v1) against A2C and a random policy.
+
+    Writes OUT/discovery (objective/ checkpoint, metrics.jsonl, meta_training.png,
+    summary.json) and OUT/evaluation (summary.json, results.md, a2c_normalised.png),
+    and prints where the files went and the A2C-normalised scores
+    ((return - random) / (A2C - random): 0 = random policy, 1 = A2C).
+    """
+
+    out: str = "runs/quickstart"
+    """Output folder (created; must be empty or hold this same quickstart)."""
+    envs: str = "chain/short,gridworld/sparse"
+    """Environments of the small discovery (names, globs or named sets)."""
+    meta_steps: int = 500
+    """Meta-gradient steps of the small discovery (0 skips the discovery part)."""
+    num_lifetimes: int = 8
+    """Lifetimes trained in parallel during the small discovery."""
+    num_envs: int = 16
+    """Environments per agent (discovery and evaluation)."""
+    unroll_length: int = 50
+    """Steps per rollout (one agent update per rollout) during the small discovery."""
+    lifetime_updates: int = 100
+    """Agent updates per lifetime of the small discovery (and of its final evaluation)."""
+    eval_envs: str = "chain/short,gridworld/sparse,gridworld/rand_small_sparse"
+    """Environments the shipped objective is evaluated on (training ones and held-out ones)."""
+    eval_steps: int | None = None
+    """Environment steps per agent when evaluating the shipped objective (default: the budget recorded in the checkpoint)."""
+    eval_seeds: int = 3
+    """Fresh agents per environment (vmapped; A2C uses the same seeds)."""
+    checkpoint: str | None = None
+    """Objective checkpoint to evaluate (default: the shipped checkpoints/lpg-toy-v1)."""
+    seed: int = 0
+    """Random seed."""
+    progress: bool = True
+    """Show progress bars with ETA on stderr."""
+
+    def validate(self) -> None:
+        for name in ("meta_steps",):
+            if getattr(self, name) < 0:
+                raise InvalidConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        for name in ("num_lifetimes", "num_envs", "unroll_length", "lifetime_updates", "eval_seeds"):
+            if getattr(self, name) <= 0:
+                raise InvalidConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.eval_steps is not None and self.eval_steps <= 0:
+            raise InvalidConfigError(f"--eval-steps must be positive, got {self.eval_steps}")
+
+    def run(self) -> int:
+        self.validate()
+        start = time.perf_counter()
+        checkpoint = shipped_checkpoint(self.checkpoint)  # fail before the discovery if it is missing
+        out = Path(self.out)
+        discovery = discover_part(self) if self.meta_steps > 0 else None
+        evaluation = evaluate_part(self, checkpoint)
+        wall = time.perf_counter() - start
+
+        from evaluation.evaluate import results_table
+
+        print()
+        if discovery is not None:
+            print(f"1. small discovery ({discovery['method']}, {discovery['meta_steps']} meta-steps on {', '.join(discovery['envs'])}, {discovery['wall_s']:.0f}s):")
+            print(results_table(discovery["evaluation"]))
+            print(f"   files: {out / 'discovery'} (objective/ is its checkpoint: `lpg evaluate {out / 'discovery' / 'objective'}`)")
+            print()
+        print(f"2. shipped objective {checkpoint.name} ({evaluation['steps']:,} steps per agent, {self.eval_seeds} seeds; held out: {', '.join(evaluation['held_out']) or 'none'}):")
+        print(results_table(evaluation))
+        print(f"   files: {out / 'evaluation'} (summary.json, results.md, a2c_normalised.png)")
+        print(f"quickstart done in {wall:.0f}s")
+        return 0
+
+
+def discover_part(command: QuickstartCommand) -> dict[str, Any]:
+    """The small offline discovery of the quickstart (writes ``OUT/discovery``); returns its summary."""
+    from training.offline import OfflineConfig, OfflineOptions, discover_offline
+
+    config = dataclasses.replace(
+        OfflineConfig(),
+        num_lifetimes=command.num_lifetimes,
+        num_envs=command.num_envs,
+        unroll_length=command.unroll_length,
+        lifetime_updates=command.lifetime_updates,
+        lr_range=(1.5e-2, 6e-2),
+        meta_lr=3e-3,
+    )
+    options = OfflineOptions(
+        envs=command.envs,
+        method="grad",
+        out=str(Path(command.out) / "discovery"),
+        meta_steps=command.meta_steps,
+        seed=command.seed,
+        objective_config=("hidden_size=16",),
+        config=config,
+        eval_every=0,
+        eval_updates=command.lifetime_updates,
+        eval_seeds=command.eval_seeds,
+        checkpoint_every=0,
+        progress=command.progress,
+    )
+    return discover_offline(options)
+
+
+def evaluate_part(command: QuickstartCommand, checkpoint: Path) -> dict[str, Any]:
+    """Evaluates the objective checkpoint on ``command.eval_envs`` (writes ``OUT/evaluation``); returns the summary.
+
+    Agents use the set-up recorded in the checkpoint (``metadata["evaluation"]``:
+    batch shape, optimiser, budget), so the numbers are comparable with its MODEL.md.
+    """
+    from evaluation.evaluate import NORMALISED_DEFINITION, RETURN_DEFINITION, evaluate_objective, plot_scores, results_table
+    from lpg import envs as envs_lib
+    from lpg.checkpoint import check_agent_heads, load_objective
+    from lpg.progress import ProgressBar
+    from lpg.run_io import RunDir
+
+    objective, eta, metadata = load_objective(checkpoint)
+    check_agent_heads(metadata, objective.heads.y_size)
+    names = envs_lib.resolve_env_spec(command.eval_envs)
+    train_config = evaluation_train_config(metadata)
+    recorded = metadata.get("evaluation") or {}
+    steps = command.eval_steps or recorded.get("steps")
+    if steps is None:
+        raise InvalidConfigError(f"{str(checkpoint)!r} records no evaluation budget; pass --eval-steps")
+    trained_on = list(metadata.get("envs") or [])
+    run = RunDir.prepare(
+        Path(command.out) / "evaluation",
+        {"command": "quickstart evaluation", "checkpoint": str(checkpoint.resolve()), "envs": names, "steps": steps, "seeds": command.eval_seeds, "seed": command.seed},
+    )
+    per_update = train_config.steps_per_update if train_config is not None else 640
+    total = 2 * command.eval_seeds * len(names) * steps + len(names) * per_update * command.eval_seeds
+    try:
+        with ProgressBar("evaluate shipped objective", total, "agent steps", enabled=command.progress) as bar:
+            evaluation = evaluate_objective(
+                objective, eta, names, steps, command.eval_seeds, command.seed, progress=bar.update, train_config=train_config,
+                on_result=lambda name, result: run.log(names.index(name), {"env": name, **{k: v for k, v in result.items() if not k.endswith("_per_seed")}}),
+            )
+    finally:
+        run.close()
+    summary = {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_metadata": metadata,
+        "objective": objective.name,
+        "envs": names,
+        "trained_on": trained_on,
+        "held_out": [n for n in names if n not in trained_on],
+        "steps": int(steps),
+        "train_config": dataclasses.asdict(train_config) if train_config is not None else "environment presets",
+        "seeds": command.eval_seeds,
+        "seed": command.seed,
+        "results": evaluation["results"],
+        "mean_a2c_normalised": evaluation["mean_a2c_normalised"],
+        "return_definition": RETURN_DEFINITION,
+        "a2c_normalised_definition": NORMALISED_DEFINITION,
+    }
+    run.write_summary(summary)
+    (run.path / "results.md").write_text(results_table(evaluation) + "\n")
+    plot_scores(run.path / "a2c_normalised.png", evaluation, f"{objective.name} from {checkpoint.name}")
+    return summary
+
+
+def _json(path: Path) -> Any:  # pragma: no cover - debugging helper
+    return json.loads(Path(path).read_text())
