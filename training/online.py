@@ -564,10 +564,14 @@ def run_experiment(
     monte_carlo: int | None = None,
     steps: int | None = None,
     progress: bool = True,
+    checkpoints: int | None = None,
+    estimates: int | None = None,
 ) -> dict[str, Any]:
     """Runs the named experiment's preset with the given overrides (None = preset value).
 
     ``steps``: environment steps per seed; for mrp-gamma the number of meta-updates.
+    ``checkpoints``/``estimates``: snake-variance only: points along the run
+    where the spread is measured, and independent estimates per estimator there.
     """
     if name not in EXPERIMENTS:
         raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
@@ -596,7 +600,16 @@ def run_experiment(
             raise InvalidConfigError(f"--steps must be positive, got {steps}")
         overrides["num_updates" if name == "mrp-gamma" else "steps"] = steps
     target = dataclasses.replace(target, **overrides)
-    preset = dataclasses.replace(preset, snake=target) if name == "snake-variance" else target
+    variance_overrides: dict[str, Any] = {}
+    for field, value in (("num_checkpoints", checkpoints), ("num_estimates", estimates)):
+        if value is None:
+            continue
+        if name != "snake-variance":
+            raise InvalidConfigError(f"--{field.split('_')[1]} applies to snake-variance only")
+        if value < (1 if field == "num_checkpoints" else 2):
+            raise InvalidConfigError(f"--{field.split('_')[1]} must be >= {1 if field == 'num_checkpoints' else 2}, got {value}")
+        variance_overrides[field] = value
+    preset = dataclasses.replace(preset, snake=target, **variance_overrides) if name == "snake-variance" else target
     return exp.runner(preset, out, seed=seed, progress=progress)
 
 

@@ -45,6 +45,10 @@ class ExperimentCommand:
     """Meta-gradients averaged per meta-update (default: preset)."""
     steps: int | None = None
     """Environment steps per seed; for mrp-gamma the number of meta-updates (default: preset)."""
+    checkpoints: int | None = None
+    """snake-variance only: points along the run where the spread is measured (default: preset, 10)."""
+    estimates: int | None = None
+    """snake-variance only: independent meta-gradient estimates per estimator and point (default: preset, 96)."""
     progress: bool = True
     """Show progress on stderr."""
 
@@ -61,6 +65,8 @@ class ExperimentCommand:
             monte_carlo=self.monte_carlo,
             steps=self.steps,
             progress=self.progress,
+            checkpoints=self.checkpoints,
+            estimates=self.estimates,
         )
         keys = {
             "mrp-gamma": ("gammas", "solved", "wall_s"),
