@@ -55,3 +55,20 @@ def test_unknown_atari_game_is_a_clean_error(tmp_path, capsys):
     assert main(["train", "atari/NoSuchGame", "--frames", "100", "--out", str(tmp_path / "x")]) == 2
     assert "unknown environment 'atari/NoSuchGame'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path):
+    out = tmp_path / "frodo"
+    args = ["discover", "online", "atari/Pong", "--objective", "frodo", "--frames", "3840", "--out", str(out), "--no-progress"]
+    assert main(args) == 0  # 3 updates of 16 envs x 20 steps: a plain first update, then two meta-updates
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"] == "atari/Pong" and summary["frames"] == 3840
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["meta_grad_norm"] > 0 and np.isfinite(rows[-1]["meta_loss"])
+    assert summary["final_meta_parameters"]["eta/head_norm"] > 0  # FRODO's residual head starts at 0
+
+
+def test_atari_online_discovery_rejects_n_step(tmp_path, capsys):
+    args = ["discover", "online", "atari/Pong", "--objective", "frodo", "--inner-steps", "3", "--frames", "100", "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    assert "1-step" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -26,9 +26,11 @@ import math
 import time
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from lpg.envs.atari import AtariConfig, AtariEnv
 from lpg.errors import InvalidConfigError
@@ -154,6 +156,146 @@ def train_atari(
     raw game score of the games finished in the last 10 % of frames),
     ``human_normalised``, frames, wall time and frames/s.
     """
+    return run_atari(
+        env_name, objective, frames, seed, out, config, network, progress, run_config,
+        make_learner=lambda trainer: PlainLearner(trainer, eta, config.overlap),
+    )
+
+
+class PlainLearner:
+    """Learns from each rollout with one agent update at a frozen ``eta`` (optionally in a second thread)."""
+
+    def __init__(self, trainer: ActorCriticTrainer, eta: Any, overlap: bool):
+        self.trainer = trainer
+        self.eta = jax.lax.stop_gradient(eta)
+        self._learn = jax.jit(trainer.agent_update)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1) if overlap else None
+        self._pending = None
+
+    def init(self, key: chex.PRNGKey) -> None:
+        self.params = self.trainer.agent.init(key)
+        self.opt_state = self.trainer.optimizer.init(self.params)
+
+    @property
+    def acting_params(self) -> Any:
+        return self.params
+
+    def learn(self, rollout: Rollout) -> dict[str, Any]:
+        if self._pool is None:
+            self.params, self.opt_state, metrics = self._learn(self.params, self.opt_state, self.eta, rollout)
+            return metrics
+        metrics = {}
+        if self._pending is not None:
+            self.params, self.opt_state, metrics = self._pending.result()
+        self._pending = self._pool.submit(self._learn, self.params, self.opt_state, self.eta, rollout)
+        return metrics
+
+    def finish(self) -> dict[str, Any]:
+        metrics = {}
+        if self._pending is not None:
+            self.params, self.opt_state, metrics = self._pending.result()
+            self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown()
+        return metrics
+
+    def eta_metrics(self) -> dict[str, float]:
+        return {}
+
+
+class MetaLearner:
+    """Online 1-step meta-gradients on Atari (FRODO, MGRL, STAC), Xu et al. 2018/2020.
+
+    Per rollout tau_k (acted by theta_k^(1) = theta_k updated once at eta_k):
+    the meta-gradient of the outer loss on tau_k at theta_k^(1)(eta) w.r.t.
+    eta (through the agent update from theta_{k-1} on tau_{k-1}) updates eta;
+    theta_k^(1) is kept, and tau_k is reused as the next inner rollout, so no
+    sample is thrown away. Every ``meta_interval``-th rollout gets a
+    meta-gradient; the others a plain update at the current eta (a cost knob:
+    a meta-gradient through the Nature-DQN costs about 4 plain updates on CPU).
+    """
+
+    def __init__(self, meta_trainer, meta_interval: int = 1):
+        if meta_interval < 1:
+            raise InvalidConfigError(f"meta_interval must be >= 1, got {meta_interval}")
+        self.mt = meta_trainer
+        self.meta_interval = meta_interval
+        trainer = meta_trainer.trainer
+        self._update = jax.jit(trainer.agent_update)
+        self._meta = jax.jit(self._meta_update)
+        self.count = 0
+        self.pending: Rollout | None = None
+
+    def init(self, key: chex.PRNGKey) -> None:
+        trainer = self.mt.trainer
+        params_key, eta_key = jax.random.split(key)
+        self.params = trainer.agent.init(params_key)
+        self.opt_state = trainer.optimizer.init(self.params)
+        self.eta = trainer.objective.init(eta_key)
+        self.meta_opt_state = self.mt.meta_optimizer.init(self.eta)
+        self.next_params = self.params
+        self.next_opt_state = self.opt_state
+
+    def _meta_update(self, params, opt_state, eta, meta_opt_state, inner: Rollout, outer: Rollout):
+        trainer = self.mt.trainer
+
+        def meta_loss(eta):
+            params1, opt1, inner_metrics = trainer.agent_update(params, opt_state, eta, inner)
+            loss, outer_metrics = self.mt._outer_loss(eta, params1, params, outer)
+            return loss, (params1, opt1, {**inner_metrics, **outer_metrics, "meta_loss": loss})
+
+        grads, (params1, opt1, metrics) = jax.grad(meta_loss, has_aux=True)(eta)
+        updates, meta_opt_state = self.mt.meta_optimizer.update(grads, meta_opt_state, eta)
+        eta = optax.apply_updates(eta, updates)
+        metrics["meta_grad_norm"] = optax.tree.norm(grads)
+        params1, opt1 = jax.lax.stop_gradient((params1, opt1))
+        next_params, next_opt, _ = trainer.agent_update(params1, opt1, eta, outer)
+        return params1, opt1, eta, meta_opt_state, next_params, next_opt, metrics
+
+    @property
+    def acting_params(self) -> Any:
+        return self.next_params
+
+    def learn(self, rollout: Rollout) -> dict[str, Any]:
+        self.count += 1
+        if self.pending is None or self.count % self.meta_interval:
+            # Plain update: the kept agent is the one that acted this rollout.
+            if self.pending is not None:
+                self.params, self.opt_state = self.next_params, self.next_opt_state
+            self.next_params, self.next_opt_state, metrics = self._update(self.params, self.opt_state, self.eta, rollout)
+            self.pending = rollout
+            return metrics
+        out = self._meta(self.params, self.opt_state, self.eta, self.meta_opt_state, self.pending, rollout)
+        self.params, self.opt_state, self.eta, self.meta_opt_state, self.next_params, self.next_opt_state, metrics = out
+        self.pending = rollout
+        return metrics
+
+    def finish(self) -> dict[str, Any]:
+        self.params = self.next_params
+        return {}
+
+    def eta_metrics(self) -> dict[str, float]:
+        return {f"eta/{k}": float(v) for k, v in self.mt.objective.describe_eta(self.eta).items()}
+
+
+def run_atari(
+    env_name: str,
+    objective,
+    frames: int,
+    seed: int,
+    out: str | None,
+    config: AtariRunConfig,
+    network: NetworkConfig,
+    progress: bool,
+    run_config: dict | None,
+    make_learner,
+) -> dict[str, Any]:
+    """The Atari host loop shared by plain training and online discovery.
+
+    ``make_learner(trainer)`` returns an object with ``init(key)``,
+    ``acting_params``, ``learn(rollout) -> metrics``, ``finish()`` and
+    ``eta_metrics()`` (``PlainLearner`` or ``MetaLearner``).
+    """
     from evaluation.atari_scores import human_normalised
 
     game = game_of(env_name)
@@ -170,35 +312,29 @@ def train_atari(
     env = AtariEnv(game, atari_config)
     try:
         trainer = build_atari_trainer(env.spec, objective, config, network, num_updates)
-        params = trainer.agent.init(jax.random.PRNGKey(seed))
-        opt_state = trainer.optimizer.init(params)
-        frozen_eta = jax.lax.stop_gradient(eta)
-        learn = jax.jit(trainer.agent_update)
+        learner = make_learner(trainer)
+        learner.init(jax.random.PRNGKey(seed))
         actor = AtariActor(env, trainer.agent.apply, config.unroll_length, seed + 1)
         scores: list[tuple[int, float]] = []  # (frame at which the game ended, score)
         curve: list[tuple[int, float]] = []
         start = time.perf_counter()
         last_log = start
         total_frames = num_updates * frames_per_update
-        pool = concurrent.futures.ThreadPoolExecutor(1) if config.overlap else None
-        pending = None
         metrics: dict[str, Any] = {}
-        with ProgressBar(f"train {env_name} ({objective.name})", total_frames, "frames", enabled=progress) as bar:
+        with ProgressBar(f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})", total_frames, "frames", enabled=progress) as bar:
             for update in range(num_updates):
-                rollout = actor.collect(params)
+                rollout = actor.collect(learner.acting_params)
                 frame = (update + 1) * frames_per_update
                 scores.extend((frame, s) for s in env.pop_game_scores())
-                if pool is None:
-                    params, opt_state, metrics = learn(params, opt_state, frozen_eta, rollout)
-                else:
-                    if pending is not None:
-                        params, opt_state, metrics = pending.result()
-                    pending = pool.submit(learn, params, opt_state, frozen_eta, rollout)
+                metrics = learner.learn(rollout) or metrics
+                if update == num_updates - 1:
+                    metrics = learner.finish() or metrics
                 now = time.perf_counter()
                 recent = [s for _, s in scores[-20:]]
                 if now - last_log >= config.log_every_s or update == num_updates - 1:
                     last_log = now
                     row = {k: float(v) for k, v in jax.device_get(metrics).items()} if metrics else {}
+                    row.update(learner.eta_metrics())
                     row.update(frames=frame, fps=frame / (now - start), games=len(scores), wall_s=now - start)
                     if recent:
                         row["score_last20"] = float(np.mean(recent))
@@ -206,10 +342,7 @@ def train_atari(
                     if run is not None:
                         run.log(frame, row)
                 bar.update(frames_per_update, f"score {np.mean(recent):.1f}" if recent else "")
-            if pending is not None:
-                params, opt_state, metrics = pending.result()
-            if pool is not None:
-                pool.shutdown()
+        params = learner.acting_params
         jax.block_until_ready(params)
         wall_s = time.perf_counter() - start
     finally:
@@ -228,6 +361,7 @@ def train_atari(
         "final_return_definition": "mean raw game score of games finished in the last 10% of frames (last 10 games if none)",
         "human_normalised": None if score is None else human_normalised(game, score),
         "games": len(scores),
+        "final_meta_parameters": learner.eta_metrics() or None,
         "wall_s": wall_s,
         "frames_per_s": total_frames / wall_s,
         "steps_per_s": total_frames / atari_config.frame_skip / wall_s,
@@ -244,3 +378,33 @@ def train_atari(
         run.write_summary({k: v for k, v in summary.items() if k != "params"})
         run.close()
     return summary
+
+
+def discover_atari_online(
+    env_name: str,
+    objective,
+    frames: int,
+    seed: int,
+    out: str | None,
+    meta_config,
+    outer_objective,
+    config: AtariRunConfig = AtariRunConfig(),
+    network: NetworkConfig = NetworkConfig(),
+    progress: bool = True,
+    run_config: dict | None = None,
+    meta_interval: int = 1,
+) -> dict[str, Any]:
+    """Online discovery (FRODO, MGRL, STAC) inside one Atari game's lifetime; 1-step meta-gradients.
+
+    Same outputs as ``train_atari`` plus ``final_meta_parameters``.
+    """
+    from training.meta_gradient import MetaGradientTrainer
+
+    if meta_config.inner_steps != 1 or meta_config.mix or meta_config.monte_carlo != 1:
+        raise InvalidConfigError("online discovery on Atari supports 1-step meta-gradients only (--inner-steps 1, no --mix)")
+    if not objective.is_learned:
+        raise InvalidConfigError(f"objective {objective.name!r} has no meta-parameters to learn")
+    return run_atari(
+        env_name, objective, frames, seed, out, config, network, progress, run_config,
+        make_learner=lambda trainer: MetaLearner(MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval),
+    )

@@ -631,6 +631,8 @@ def discover_online(
     stac_kl_weight: float = 0.0,
     network: NetworkConfig = NetworkConfig(),
     progress: bool = True,
+    frames: int | None = None,
+    meta_interval: int = 1,
 ) -> dict[str, Any]:
     """``lpg discover online ENV --objective NAME``: one agent's lifetime with online meta-gradients.
 
@@ -641,12 +643,19 @@ def discover_online(
     """
     if objective not in ("mgrl", "self_tuning", "frodo"):
         raise UnknownNameError(f"unknown online objective {objective!r}; choose mgrl, self_tuning or frodo")
-    environment = envs.make(env)
-    spec = environment.spec
-    if spec.kind == "atari":
-        raise InvalidConfigError("online discovery on Atari is not available in this version")
     if inner_steps < 1:
         raise InvalidConfigError(f"--inner-steps must be >= 1, got {inner_steps}")
+    if env.startswith("atari/"):
+        return _discover_atari(
+            env, objective, inner_steps=inner_steps, mix=mix, frames=frames, steps=steps, seed=seed, out=out,
+            num_seeds=num_seeds, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate,
+            meta_grad_clip=meta_grad_clip, outer_gamma=outer_gamma, outer_lambda=outer_lambda,
+            stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
+        )
+    if frames is not None:
+        raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
+    environment = envs.make(env)
+    spec = environment.spec
     preset = default_preset(spec)
     steps = preset.steps if steps is None else steps
     if steps <= 0:
@@ -741,3 +750,35 @@ def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: i
             meta = timed(mt.run, meta_state, repeats)
             rows.append({"env": name, "n": n, "plain_ms": 1e3 * plain, "meta_ms": 1e3 * meta, "ratio": meta / plain})
     return rows
+
+
+def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int | None, num_seeds: int, progress: bool,
+                    network: NetworkConfig, out: str, seed: int, outer_gamma: float, outer_lambda: float,
+                    meta_interval: int, **meta_fields: Any) -> dict[str, Any]:
+    """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
+    from training.atari import AtariRunConfig, discover_atari_online, game_of
+    from evaluation.atari_scores import reference_scores
+
+    reference_scores(game_of(env))  # unknown game -> UnknownNameError
+    envs.make_spec(env)
+    if num_seeds != 1:
+        raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
+    if steps is not None and frames is not None:
+        raise InvalidConfigError("give --frames or --steps for Atari, not both")
+    frames = frames if frames is not None else (steps * 4 if steps is not None else 10_000_000)
+    if frames <= 0:
+        raise InvalidConfigError(f"--frames must be positive, got {frames}")
+    base = objectives.make(objective)
+    obj = objectives.make(objective, reward_clip=1.0) if hasattr(base.config, "reward_clip") else base
+    outer = pg_outer_objective(outer_gamma, outer_lambda)
+    if hasattr(outer.config, "reward_clip"):
+        outer = type(outer)(dataclasses.replace(outer.config, reward_clip=1.0))
+    meta = MetaGradConfig(**meta_fields)
+    config = AtariRunConfig()
+    run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
+                  "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
+                  "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda}}
+    summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval)
+    summary.pop("params", None)
+    summary["final_meta_parameters"] = summary.get("final_meta_parameters") or {}
+    return summary

@@ -112,6 +112,10 @@ class DiscoverOnlineCommand:
     """Clip meta-gradients to this global norm (0 = off)."""
     stac_kl_weight: float = 0.0
     """Weight of the STAC term KL(pi_theta' || pi_theta) in the outer loss."""
+    frames: int | None = None
+    """Atari only: emulator frames (4 per agent step; default 10M)."""
+    meta_interval: int = 1
+    """Atari only: a meta-gradient every this many updates (plain updates in between)."""
     network: NetworkConfig = NetworkConfig()
     """Agent network."""
     progress: bool = True
@@ -139,6 +143,8 @@ class DiscoverOnlineCommand:
             stac_kl_weight=self.stac_kl_weight,
             network=self.network,
             progress=self.progress,
+            frames=self.frames,
+            meta_interval=self.meta_interval,
         )
         final = summary["final_return"]
         eta = ", ".join(f"{k}={v:.4g}" for k, v in summary["final_meta_parameters"].items())
