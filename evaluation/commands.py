@@ -36,12 +36,21 @@ class EvaluateCommand:
     """Output folder (created; must be empty or hold this same run)."""
     progress: bool = True
     """Show a progress bar with ETA on stderr."""
+    frames: int | None = None
+    """Atari only: emulator frames per agent (default 10M); reports human-normalised scores and their median."""
 
     def run(self) -> int:
         from evaluation.evaluate import EvaluateOptions, run_evaluate
 
         options = EvaluateOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvaluateOptions)})
         summary = run_evaluate(options)
+        if "median_human_normalised" in summary:
+            median = summary["median_human_normalised"]
+            print(
+                f"{summary['objective']} on {len(summary['results'])} Atari game(s): median human-normalised score "
+                f"{'n/a' if median is None else f'{median:.3f}'} ({summary['wall_s']:.0f}s); wrote {self.out}/summary.json"
+            )
+            return 0
         mean = summary["mean_a2c_normalised"]
         print(
             f"{summary['objective']} on {len(summary['results'])} environment(s): mean A2C-normalised score "

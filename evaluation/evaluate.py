@@ -275,6 +275,7 @@ class EvaluateOptions:
       seed: first seed.
       out: output folder.
       progress: show a progress bar.
+      frames: Atari only: emulator frames per agent (default 10M).
     """
 
     checkpoint: str
@@ -284,6 +285,7 @@ class EvaluateOptions:
     seed: int = 0
     out: str = "runs/evaluate"
     progress: bool = True
+    frames: int | None = None
 
 
 def _env_spec_from(options: EvaluateOptions, metadata: Mapping[str, Any]) -> str:
@@ -380,11 +382,16 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     objective, eta, metadata = load_objective(checkpoint)
     check_agent_heads(metadata, objective.heads.y_size)
     names = envs.resolve_env_spec(_env_spec_from(options, metadata))
+    atari = [n for n in names if n.startswith("atari/")]
+    if atari:
+        if len(atari) != len(names):
+            raise InvalidConfigError("evaluate toy and Atari environments in separate runs")
+        return _run_evaluate_atari(options, objective, eta, metadata, checkpoint, names)
+    if options.frames is not None:
+        raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
     total = 0
     for name in names:
         spec = envs.make(name).spec
-        if spec.kind == "atari":
-            raise InvalidConfigError(f"{name}: evaluation on Atari is not supported by lpg evaluate yet (toy environments only)")
         preset = default_preset(spec)
         steps = options.steps if options.steps is not None else preset.steps
         total += 2 * options.seeds * max(1, math.ceil(steps / preset.config.steps_per_update)) * preset.config.steps_per_update
@@ -432,4 +439,102 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     plot_scores(run.path / "a2c_normalised.png", evaluation, title)
     run.write_summary(summary)
     _print_table(evaluation, title)
+    return summary
+
+
+class _RewardClipped:
+    """Delegates to an objective, with rewards clipped to [-c, c] first (Atari, for objectives without ``reward_clip``)."""
+
+    def __init__(self, objective: Any, clip: float):
+        self._objective, self._clip = objective, clip
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._objective, name)
+
+    def agent_loss(self, eta, rollout, agent_out):
+        clipped = rollout.replace(reward=jnp.clip(rollout.reward, -self._clip, self._clip))
+        return self._objective.agent_loss(eta, clipped, agent_out)
+
+
+def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, metadata: dict, checkpoint: Path, names: list[str]) -> dict[str, Any]:
+    """``lpg evaluate CHECKPOINT --envs atari/...``: fresh agents learn each game from the frozen objective.
+
+    Reports the raw game score (mean of games finished in the last 10 % of
+    frames, averaged over seeds), its human-normalised score, and the median
+    human-normalised score over games. Rewards are clipped to [-1, 1] for the
+    objective (its own ``reward_clip`` when it has one).
+    """
+    from evaluation.atari_scores import human_normalised, reference_scores
+    from lpg.run_io import RunDir, plot_lines
+    from objectives import make as make_objective
+    from training.atari import AtariRunConfig, train_atari
+
+    frames = options.frames if options.frames is not None else (options.steps * 4 if options.steps is not None else 10_000_000)
+    if frames <= 0:
+        raise InvalidConfigError(f"--frames must be positive, got {frames}")
+    for name in names:
+        reference_scores(name)
+    if hasattr(objective.config, "reward_clip"):
+        objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
+    else:
+        objective = _RewardClipped(objective, 1.0)
+    run_config = {"command": "evaluate", "options": dataclasses.replace(options, checkpoint=str(checkpoint)), "envs": names,
+                  "objective": metadata["objective"], "frames": frames}
+    run = RunDir.prepare(options.out, run_config)
+    start = time.perf_counter()
+    results: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        scores = []
+        for k in range(options.seeds):
+            summary = train_atari(name, objective, eta, frames, options.seed + k, None, AtariRunConfig(), progress=options.progress)
+            scores.append(summary["score"])
+        finite = [x for x in scores if x is not None]
+        score = float(np.mean(finite)) if finite else None
+        random_score, human_score = reference_scores(name)
+        results[name] = {
+            "score": score,
+            "score_per_seed": scores,
+            "human_normalised": None if score is None else human_normalised(name, score),
+            "random_score": random_score,
+            "human_score": human_score,
+            "frames": frames,
+        }
+        run.log(i, {"env": name, **{k: v for k, v in results[name].items() if k != "score_per_seed"}})
+    run.close()
+    normalised = [r["human_normalised"] for r in results.values() if r["human_normalised"] is not None]
+    summary = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_metadata": metadata,
+        "objective": objective.name,
+        "envs": names,
+        "frames": frames,
+        "seeds": options.seeds,
+        "results": results,
+        "median_human_normalised": float(np.median(normalised)) if normalised else None,
+        "mean_a2c_normalised": None,
+        "score_definition": "mean raw game score of games finished in the last 10% of frames, averaged over seeds",
+        "wall_s": time.perf_counter() - start,
+    }
+    games = list(results)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(games)), 3.5))
+    ax.bar(games, [results[g]["human_normalised"] or 0.0 for g in games])
+    ax.set_ylabel("human-normalised score")
+    ax.set_title(f"{summary['objective']} on Atari ({frames:,} frames)")
+    fig.tight_layout()
+    fig.savefig(run.path / "human_normalised.png", dpi=110)
+    plt.close(fig)
+    run.write_summary(summary)
+    print("| game | score | human-normalised |\n|---|---:|---:|")
+    for game in games:
+        score, hns = results[game]["score"], results[game]["human_normalised"]
+        score_text = "n/a" if score is None else f"{score:.1f}"
+        hns_text = "n/a" if hns is None else f"{hns:.3f}"
+        print(f"| {game} | {score_text} | {hns_text} |")
+    median = summary["median_human_normalised"]
+    print(f"median human-normalised: {'n/a' if median is None else f'{median:.3f}'}")
     return summary

@@ -72,3 +72,19 @@ def test_atari_online_discovery_rejects_n_step(tmp_path, capsys):
     args = ["discover", "online", "atari/Pong", "--objective", "frodo", "--inner-steps", "3", "--frames", "100", "--out", str(tmp_path / "x")]
     assert main(args) == 2
     assert "1-step" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_evaluate_a_saved_objective_on_atari(tmp_path):
+    from lpg.checkpoint import save_objective
+
+    ckpt = tmp_path / "a2c-objective"
+    a2c = objectives.make("a2c")
+    save_objective(ckpt, a2c, a2c.init(jax.random.PRNGKey(0)), {"envs": ["catch"]})
+    out = tmp_path / "eval"
+    args = ["evaluate", str(ckpt), "--envs", "atari/Pong", "--frames", "1280", "--seeds", "1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    result = summary["results"]["atari/Pong"]
+    assert (result["random_score"], result["human_score"]) == (-20.7, 14.6)
+    assert summary["objective"] == "a2c" and summary["frames"] == 1280 and "median_human_normalised" in summary
+    assert (out / "human_normalised.png").exists()
