@@ -36,6 +36,8 @@ class EvaluateCommand:
     """Output folder (created; must be empty or hold this same run)."""
     progress: bool = True
     """Show a progress bar with ETA on stderr."""
+    agent_setup: str = "checkpoint"
+    """checkpoint: agents (and the A2C baseline) use the batch shape, optimiser and budget recorded in the checkpoint's model-card evaluation, when it has one; preset: each environment's preset."""
     frames: int | None = None
     """Atari only: emulator frames per agent (default 10M); reports human-normalised scores and their median."""
 

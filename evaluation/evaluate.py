@@ -276,6 +276,10 @@ class EvaluateOptions:
       out: output folder.
       progress: show a progress bar.
       frames: Atari only: emulator frames per agent (default 10M).
+      agent_setup: "checkpoint" = train agents (and the A2C baseline) with the
+        batch shape, optimiser and step budget recorded in the checkpoint's
+        ``evaluation`` metadata when it has one (so a model card's table is
+        reproduced); "preset" = each environment's preset (training/presets.py).
     """
 
     checkpoint: str
@@ -286,6 +290,7 @@ class EvaluateOptions:
     out: str = "runs/evaluate"
     progress: bool = True
     frames: int | None = None
+    agent_setup: str = "checkpoint"
 
 
 def _env_spec_from(options: EvaluateOptions, metadata: Mapping[str, Any]) -> str:
@@ -389,12 +394,17 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         return _run_evaluate_atari(options, objective, eta, metadata, checkpoint, names)
     if options.frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
+    if options.agent_setup not in ("checkpoint", "preset"):
+        raise InvalidConfigError(f"--agent-setup must be checkpoint or preset, got {options.agent_setup!r}")
+    recorded = checkpoint_train_config(metadata) if options.agent_setup == "checkpoint" else None
+    steps_default = metadata["evaluation"].get("steps") if recorded is not None else None
     total = 0
     for name in names:
         spec = envs.make(name).spec
         preset = default_preset(spec)
-        steps = options.steps if options.steps is not None else preset.steps
-        total += 2 * options.seeds * max(1, math.ceil(steps / preset.config.steps_per_update)) * preset.config.steps_per_update
+        config = recorded or preset.config
+        steps = options.steps if options.steps is not None else (steps_default or preset.steps)
+        total += 2 * options.seeds * max(1, math.ceil(steps / config.steps_per_update)) * config.steps_per_update
 
     run_config = {
         "command": "evaluate",
@@ -415,8 +425,8 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     try:
         with ProgressBar(f"evaluate {objective.name}", total, "agent steps", enabled=options.progress) as bar:
             evaluation = evaluate_objective(
-                objective, eta, names, options.steps, options.seeds, options.seed, progress=bar.update, on_result=on_result,
-                baseline_cache=baseline_cache,
+                objective, eta, names, options.steps if options.steps is not None else steps_default, options.seeds, options.seed,
+                progress=bar.update, on_result=on_result, baseline_cache=baseline_cache, train_config=recorded,
             )
     finally:
         run.close()
@@ -425,7 +435,9 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "checkpoint_metadata": metadata,
         "objective": objective.name,
         "envs": names,
-        "steps": options.steps,
+        "steps": options.steps if options.steps is not None else steps_default,
+        "agent_setup": options.agent_setup if recorded is not None else "preset",
+        "train_config": recorded,
         "seeds": options.seeds,
         "seed": options.seed,
         "results": evaluation["results"],
@@ -454,6 +466,19 @@ class _RewardClipped:
     def agent_loss(self, eta, rollout, agent_out):
         clipped = rollout.replace(reward=jnp.clip(rollout.reward, -self._clip, self._clip))
         return self._objective.agent_loss(eta, clipped, agent_out)
+
+
+def checkpoint_train_config(metadata: Mapping[str, Any]) -> TrainConfig | None:
+    """The agent set-up a checkpoint's model card was evaluated with (``metadata["evaluation"]``), if recorded."""
+    from lpg.optim import OptimizerConfig
+
+    record = metadata.get("evaluation")
+    if not isinstance(record, Mapping) or not {"num_envs", "unroll_length", "agent_optimizer"} <= set(record):
+        return None
+    try:
+        return TrainConfig(int(record["num_envs"]), int(record["unroll_length"]), OptimizerConfig(**record["agent_optimizer"]))
+    except (TypeError, ValueError) as error:
+        raise InvalidConfigError(f"the checkpoint's recorded evaluation set-up is invalid: {error}") from None
 
 
 def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, metadata: dict, checkpoint: Path, names: list[str]) -> dict[str, Any]:

@@ -92,3 +92,18 @@ def test_cli_invalid_numbers(a2c_checkpoint, tmp_path):
     with pytest.raises(InvalidConfigError, match="--steps must be positive"):
         EvaluateCommand(str(a2c_checkpoint), envs=ENV, steps=-5, out=str(out), progress=False).run()
     assert not out.exists()
+
+
+def test_lpg_evaluate_uses_the_agent_setup_recorded_in_the_checkpoint(tmp_path):
+    from evaluation.evaluate import EvaluateOptions, checkpoint_train_config, run_evaluate
+    from lpg.checkpoint import read_objective_metadata
+
+    metadata = read_objective_metadata("checkpoints/lpg-toy-v1")
+    config = checkpoint_train_config(metadata)
+    assert (config.num_envs, config.unroll_length, config.optimizer.learning_rate) == (16, 50, 0.03)
+    assert checkpoint_train_config({"envs": ["catch"]}) is None
+    summary = run_evaluate(
+        EvaluateOptions("checkpoints/lpg-toy-v1", envs="chain/short", steps=1600, seeds=1, out=str(tmp_path / "e"), progress=False)
+    )
+    assert summary["agent_setup"] == "checkpoint" and summary["train_config"].num_envs == 16
+    assert summary["results"]["chain/short"]["num_updates"] == 2  # 1600 steps / (16 envs x 50 steps)

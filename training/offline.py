@@ -857,8 +857,11 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     Writes to ``options.out``: config.json, metrics.jsonl, TensorBoard events,
     meta_training.png (meta-loss or fitness and per-env returns against
     meta-steps), evaluation.png when evaluations ran, ``objective/`` (the
-    objective checkpoint, periodically and at the end), ``training_state/``
-    (for ``--resume``) and summary.json.
+    objective checkpoint, periodically and at the end), ``objective_best/``
+    (the objective with the best mean A2C-normalised score among the periodic
+    and final evaluations, with ``selected_at_meta_step`` in its metadata:
+    meta-training oscillates, so the last objective is not always the best),
+    ``training_state/`` (for ``--resume``) and summary.json.
     """
     import lpg
     from lpg.progress import ProgressBar
@@ -896,6 +899,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         state, extra = restored[-2], restored[-1]
     elapsed_before = float(extra.get("wall_s", 0.0))
     evaluations: list[dict[str, Any]] = list(extra.get("evaluations", []))
+    best: dict[str, Any] = dict(extra.get("best") or {})  # {"meta_step", "mean_a2c_normalised"} of objective_best/
     done = int(state.step)
 
     def wall() -> float:
@@ -925,10 +929,24 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         if ckpt is None:
             return
         ckpt.save_objective(run.path / "objective", objective, state.eta, metadata(final_eval))
-        ckpt.save_training_state(train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations})
+        ckpt.save_training_state(train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations, "best": best})
+
+    def keep_best(result: dict[str, Any]) -> None:
+        """Saves ``objective_best/`` when ``result`` (an evaluation of the current eta) beats the best so far."""
+        score = result.get("mean_a2c_normalised")
+        if ckpt is None or score is None or not np.isfinite(score):
+            return
+        if best and score <= best["mean_a2c_normalised"]:
+            return
+        best.update(meta_step=int(state.step), mean_a2c_normalised=float(score))
+        meta = metadata(result)
+        meta["selected_at_meta_step"] = int(state.step)
+        meta["selection"] = "best mean A2C-normalised score among the periodic and final evaluations of this run"
+        ckpt.save_objective(run.path / "objective_best", objective, state.eta, meta)
 
     def run_eval() -> dict[str, Any]:
         result = evaluate(objective, state.eta, config, eval_updates, options.eval_seeds)
+        keep_best(result)
         row = {"meta_step": int(state.step), "wall_s": wall(), "mean_a2c_normalised": result["mean_a2c_normalised"]}
         row.update({f"eval/{k}": v.get("a2c_normalised") for k, v in result["results"].items()})
         evaluations.append(row)
@@ -992,6 +1010,9 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "mean_a2c_normalised": final_eval["mean_a2c_normalised"],
         "evaluations": evaluations,
         "objective_checkpoint": str(run.path / "objective") if ckpt is not None else None,
+        "best_objective_checkpoint": str(run.path / "objective_best") if ckpt is not None and best else None,
+        "best_meta_step": best.get("meta_step"),
+        "best_mean_a2c_normalised": best.get("mean_a2c_normalised"),
     }
     run.write_summary(summary)
     run.close()
