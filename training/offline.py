@@ -767,7 +767,8 @@ class OfflineOptions:
       objective_config: objective config overrides as KEY=VALUE strings.
       config: the remaining discovery settings (``envs``, ``method``,
         ``meta_steps`` and ``seed`` above replace its fields).
-      eval_every: evaluate the objective every this many meta-steps (0 = only at the end).
+      eval_every: evaluate the objective every this many meta-steps, and the
+        random initial objective before the first (0 = only at the end).
       eval_updates: agent updates of each evaluation run (None = lifetime_updates).
       eval_seeds: agents per environment in each evaluation.
       checkpoint_every: write the objective and training checkpoints every
@@ -961,6 +962,8 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
                 curve.setdefault(k, []).append((row["step"], v))
 
     label = "fitness" if config.method == "es" else "meta-loss"
+    if options.eval_every and done == 0:
+        run_eval()  # the random initial objective: where every discovery curve starts
     with ProgressBar(f"discover {config.method}", config.meta_steps, "meta-steps", enabled=options.progress) as bar:
         bar.update(done)
         while done < config.meta_steps:
@@ -1008,6 +1011,8 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "agent_steps_per_s": int(state.step) * trainer.agent_steps_per_meta_step / max(train_wall, 1e-9),
         "evaluation": final_eval,
         "mean_a2c_normalised": final_eval["mean_a2c_normalised"],
+        "initial_mean_a2c_normalised": next((e["mean_a2c_normalised"] for e in evaluations if e["meta_step"] == 0), None),
+        "evaluations": [{"meta_step": e["meta_step"], "mean_a2c_normalised": e["mean_a2c_normalised"]} for e in evaluations],
         "evaluations": evaluations,
         "objective_checkpoint": str(run.path / "objective") if ckpt is not None else None,
         "best_objective_checkpoint": str(run.path / "objective_best") if ckpt is not None and best else None,

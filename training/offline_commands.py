@@ -69,7 +69,7 @@ class DiscoverOfflineCommand:
     objective_config: tuple[str, ...] = ()
     """LPG config overrides, KEY=VALUE (e.g. hidden_size=256 y_size=30)."""
     eval_every: int = 0
-    """Evaluate the objective every N meta-steps (0 = only at the end)."""
+    """Evaluate the objective every this many meta-steps, and the random initial objective before the first (0 = only at the end)."""
     eval_updates: int | None = None
     """Agent updates per evaluation run (default: lifetime_updates)."""
     eval_seeds: int = 4
@@ -120,8 +120,11 @@ class DiscoverOfflineCommand:
         summary = discover_offline(self.options())
         print(f"discovered with {summary['method']} on {', '.join(summary['envs'])}: {summary['meta_steps']} meta-steps in {summary['wall_s']:.0f}s")
         for env, r in summary["evaluation"]["results"].items():
-            print(f"  {env:<28} return {r['return']:.3f}  a2c {r['a2c_return']:.3f}  random {r['random_return']:.3f}  a2c-normalised {r['a2c_normalised']:.2f}")
-        print(f"mean A2C-normalised score {summary['mean_a2c_normalised']:.3f}")
+            print(
+                f"  {env:<28} return {_fmt(r['return'], '.3f')}  a2c {_fmt(r['a2c_return'], '.3f')}  "
+                f"random {_fmt(r['random_return'], '.3f')}  a2c-normalised {_fmt(r['a2c_normalised'], '.2f')}"
+            )
+        print(f"mean A2C-normalised score {_fmt(summary['mean_a2c_normalised'], '.3f')}")
         if summary.get("objective_checkpoint"):
             print(f"objective checkpoint: {summary['objective_checkpoint']}")
         print(f"wrote {self.out}/summary.json")
@@ -182,3 +185,10 @@ class BenchOfflineCommand:
                 f"| {r['a2c_equivalent_s']:.3f} | {r['meta_step_over_a2c']:.1f}x |"
             )
         return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """Formats a score that may be missing (None or NaN: no episode finished within the budget)."""
+    if value is None or value != value:
+        return "n/a"
+    return format(value, spec)
