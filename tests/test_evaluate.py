@@ -55,9 +55,13 @@ def test_a2c_against_itself_scores_exactly_one_and_writes_the_run(a2c_checkpoint
 def test_frozen_objective_with_y_head_on_toy_chain():
     objective = objectives.make("test-yhead", y_size=6)
     eta = objective.init(jax.random.PRNGKey(1))
+    cache: dict = {}
+    first_calls: list[int] = []
+    evaluate_objective(objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: first_calls.append(n), baseline_cache=cache)
+    assert sum(first_calls) == 2 * SEEDS * 3200  # fresh cache: the objective and the A2C baseline trained
     progress_calls = []
     evaluation = evaluate_objective(
-        objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: progress_calls.append(n), baseline_cache=BASELINES
+        objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: progress_calls.append(n), baseline_cache=cache
     )
     result = evaluation["results"][ENV]
     assert set(KEYS) <= set(result)
