@@ -14,7 +14,7 @@ from typing import Annotated, Union
 import tyro
 
 from lpg.errors import UserInputError
-from lpg.networks import NetworkConfig
+from training.train import TrainOptions, train
 
 Positional = tyro.conf.Positional
 
@@ -52,7 +52,7 @@ class ObjectivesCommand:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainCommand:
+class TrainCommand(TrainOptions):
     """Train fresh agents on one environment with a hand-designed objective.
 
     Writes to --out: summary.json (env, objective, steps, seed, final_return,
@@ -61,42 +61,8 @@ class TrainCommand:
     episodes completed in the last 10% of steps (averaged over seeds).
     """
 
-    env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
-    """Environment name (see `lpg envs`)."""
-    objective: str = "a2c"
-    """Objective name (see `lpg objectives`)."""
-    steps: int | None = None
-    """Environment steps per seed (default: the environment's preset, see README)."""
-    seed: int = 0
-    """Random seed of the first agent."""
-    num_seeds: int = 1
-    """Agents trained in parallel under vmap, with seeds seed, seed+1, ..."""
-    out: str = "runs/train"
-    """Output folder (created; must be empty or hold this same run)."""
-    num_envs: int | None = None
-    """Environments per agent (default: preset)."""
-    unroll_length: int | None = None
-    """Steps per rollout; one update per rollout (default: preset)."""
-    learning_rate: float | None = None
-    """Agent learning rate (default: preset)."""
-    optimizer: str | None = None
-    """Agent optimiser: adam, sgd or rmsprop (default: preset)."""
-    objective_config: tuple[str, ...] = ()
-    """Objective config overrides, KEY=VALUE (e.g. gamma=0.9 td_lambda=1.0)."""
-    network: NetworkConfig = NetworkConfig()
-    """Agent network."""
-    progress: bool = True
-    """Show a progress bar with ETA on stderr."""
-    frames: int | None = None
-    """Atari only: emulator frames to train for (4 per agent step; default 10M)."""
-    overlap: bool = False
-    """Atari only: learn on one rollout while acting on the next (use --objective vtrace)."""
-
     def run(self) -> int:
-        from training.train import TrainOptions, train
-
-        options = TrainOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainOptions)})
-        summary = train(options)
+        summary = train(self)
         final = summary["final_return"]
         if "frames_per_s" in summary:
             score, hns = summary["score"], summary["human_normalised"]

@@ -88,3 +88,9 @@ def test_evaluate_a_saved_objective_on_atari(tmp_path):
     assert (result["random_score"], result["human_score"]) == (-20.7, 14.6)
     assert summary["objective"] == "a2c" and summary["frames"] == 1280 and "median_human_normalised" in summary
     assert (out / "human_normalised.png").exists()
+
+
+@pytest.mark.parametrize("flag", ["--num-envs", "--unroll-length"])
+def test_non_positive_atari_batch_is_a_clean_error(tmp_path, capsys, flag):
+    assert main(["train", "atari/Pong", "--frames", "100", flag, "0", "--out", str(tmp_path / "x")]) == 2
+    assert "must be positive" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -11,14 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import jax
 import numpy as np
+import tyro
 
 from lpg import envs
 from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig, make_agent
+from lpg.optim import OptimizerConfig, validate_optimizer
 from lpg.progress import ProgressBar
 from lpg.run_io import RunDir, plot_lines
 from training.actor_critic import ActorCriticTrainer, LearnerState, TrainConfig
@@ -77,27 +79,27 @@ def final_return(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTIO
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """What ``lpg train`` needs (the CLI builds it; Python users may too).
+    """What ``lpg train`` needs (the CLI's ``TrainCommand`` is this dataclass; Python users may build it too).
 
     Attributes:
-      env: environment name (see ``lpg envs``).
-      objective: objective name (see ``lpg objectives``).
-      steps: environment steps per seed; None = the environment's preset.
-      seed: first random seed; seeds are seed, seed+1, ...
-      num_seeds: seeds trained in parallel under vmap.
-      out: output folder.
-      num_envs: environments per agent (None = preset).
-      unroll_length: steps per rollout (None = preset).
-      learning_rate: agent learning rate (None = preset).
-      optimizer: adam, sgd or rmsprop (None = preset).
-      objective_config: objective config overrides as KEY=VALUE strings.
-      network: agent network architecture.
-      progress: show a progress bar.
-      frames: Atari only: emulator frames (4 per agent step); default 10M.
-      overlap: Atari only: learn on one rollout while acting on the next.
+      env: Environment name (see `lpg envs`).
+      objective: Objective name (see `lpg objectives`).
+      steps: Environment steps per seed (default: the environment's preset, see README).
+      seed: Random seed of the first agent.
+      num_seeds: Agents trained in parallel under vmap, with seeds seed, seed+1, ...
+      out: Output folder (created; must be empty or hold this same run).
+      num_envs: Environments per agent (default: preset).
+      unroll_length: Steps per rollout; one update per rollout (default: preset).
+      learning_rate: Agent learning rate (default: preset).
+      optimizer: Agent optimiser: adam, sgd or rmsprop (default: preset).
+      objective_config: Objective config overrides, KEY=VALUE (e.g. gamma=0.9 td_lambda=1.0).
+      network: Agent network.
+      progress: Show a progress bar with ETA on stderr.
+      frames: Atari only: emulator frames to train for (4 per agent step; default 10M).
+      overlap: Atari only: learn on one rollout while acting on the next (use --objective vtrace).
     """
 
-    env: str
+    env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
     objective: str = "a2c"
     steps: int | None = None
     seed: int = 0
@@ -143,22 +145,25 @@ def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
     return overrides
 
 
-def build_train_config(options: TrainOptions, preset_config: TrainConfig) -> TrainConfig:
-    optimizer = preset_config.optimizer
+def override_optimizer(options: TrainOptions, optimizer: OptimizerConfig) -> OptimizerConfig:
+    """``optimizer`` with the learning rate and optimiser name the user gave (None = keep)."""
     if options.learning_rate is not None:
         optimizer = dataclasses.replace(optimizer, learning_rate=options.learning_rate)
     if options.optimizer is not None:
         optimizer = dataclasses.replace(optimizer, name=options.optimizer)
+    return optimizer
+
+
+def build_train_config(options: TrainOptions, preset_config: TrainConfig) -> TrainConfig:
     return TrainConfig(
         num_envs=options.num_envs if options.num_envs is not None else preset_config.num_envs,
         unroll_length=options.unroll_length if options.unroll_length is not None else preset_config.unroll_length,
-        optimizer=optimizer,
+        optimizer=override_optimizer(options, preset_config.optimizer),
     )
 
 
 def train(options: TrainOptions) -> dict[str, Any]:
     """Trains fresh agents as ``options`` say and writes the run folder; returns the summary."""
-    import objectives
 
     if options.env.startswith("atari/"):
         return _train_atari(options)
@@ -263,8 +268,7 @@ def _make_objective(options: TrainOptions, defaults: dict[str, Any] | None = Non
 
 def _train_atari(options: TrainOptions) -> dict[str, Any]:
     """``lpg train atari/<Game>``: one agent, ``frames`` emulator frames (see training/atari.py)."""
-    from lpg.envs.atari import atari_spec
-    from training.atari import AtariRunConfig, game_of, train_atari
+    from training.atari import AtariRunConfig, train_atari
 
     envs.make_spec(options.env)  # unknown game -> UnknownNameError
     if options.steps is not None and options.frames is not None:
@@ -274,22 +278,14 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
         raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
     defaults = AtariRunConfig()
-    optimizer = defaults.optimizer
-    if options.learning_rate is not None:
-        optimizer = dataclasses.replace(optimizer, learning_rate=options.learning_rate)
-    if options.optimizer is not None:
-        optimizer = dataclasses.replace(optimizer, name=options.optimizer)
     config = dataclasses.replace(
         defaults,
-        num_envs=options.num_envs or defaults.num_envs,
-        unroll_length=options.unroll_length or defaults.unroll_length,
-        optimizer=optimizer,
+        num_envs=options.num_envs if options.num_envs is not None else defaults.num_envs,
+        unroll_length=options.unroll_length if options.unroll_length is not None else defaults.unroll_length,
+        optimizer=override_optimizer(options, defaults.optimizer),
         overlap=options.overlap,
     )
-    from lpg.optim import validate_optimizer
-
     validate_optimizer(config.optimizer)
-    atari_spec(game_of(options.env))
     run_config = {"command": "train", "options": options, "atari_config": config, "objective_config": objective.config_dict()}
     summary = train_atari(
         options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
