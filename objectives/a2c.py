@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from objectives import register, replace_config
-from objectives.base import Eta, Metrics, Objective
+from objectives.base import Eta, HandDesignedObjective, Metrics
 from objectives.losses import actor_critic_loss, lambda_returns
 
 Scalar = Union[float, chex.Array]
@@ -96,18 +96,14 @@ def a2c_loss(
     return loss, metrics
 
 
-class A2C(Objective):
+class A2C(HandDesignedObjective):
     """Advantage actor-critic with TD(lambda) targets."""
 
     name = "a2c"
     description = "Advantage actor-critic with TD(lambda) value targets (hand-designed baseline)."
 
     def __init__(self, config: A2CConfig = A2CConfig()):
-        self.config = config
-
-    def init(self, key: chex.PRNGKey) -> Eta:
-        del key
-        return {}
+        super().__init__(config)
 
     def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
         del eta

@@ -92,3 +92,14 @@ class Objective(abc.ABC):
     def config_dict(self) -> dict[str, Any]:
         """The objective's configuration as plain JSON-able values."""
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else {}
+
+
+class HandDesignedObjective(Objective):
+    """An objective with fixed hyper-parameters (A2C, V-trace): ``eta`` is empty."""
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def init(self, key: chex.PRNGKey) -> Eta:
+        del key
+        return {}

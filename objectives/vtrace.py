@@ -19,7 +19,7 @@ import jax
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from objectives import register, replace_config
 from objectives.a2c import clip_rewards
-from objectives.base import Eta, Metrics, Objective
+from objectives.base import Eta, HandDesignedObjective, Metrics
 from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 
 Scalar = Union[float, chex.Array]
@@ -106,18 +106,14 @@ def vtrace_loss(
     return loss, metrics
 
 
-class VTrace(Objective):
+class VTrace(HandDesignedObjective):
     """IMPALA actor-critic with V-trace corrections."""
 
     name = "vtrace"
     description = "IMPALA actor-critic with V-trace off-policy corrected targets and advantages."
 
     def __init__(self, config: VTraceConfig = VTraceConfig()):
-        self.config = config
-
-    def init(self, key: chex.PRNGKey) -> Eta:
-        del key
-        return {}
+        super().__init__(config)
 
     def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
         del eta
