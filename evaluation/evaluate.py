@@ -364,10 +364,11 @@ def plot_scores(path: Path, evaluation: Mapping[str, Any], title: str) -> Path:
     return Path(path)
 
 
-def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None) -> dict[str, Any]:
+def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None, show_table: bool = True) -> dict[str, Any]:
     """Evaluates the checkpoint as ``options`` say and writes the run folder; returns the summary.
 
-    ``baseline_cache`` is passed to ``evaluate_objective`` (reuse A2C / random baselines across calls).
+    ``baseline_cache`` is passed to ``evaluate_objective`` (reuse A2C / random baselines across calls);
+    ``show_table`` prints the results table.
 
     Raises (before writing anything):
       CheckpointError: the checkpoint is missing, corrupted or incompatible.
@@ -450,7 +451,8 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     title = f"{objective.name} from {checkpoint.name}"
     plot_scores(run.path / "a2c_normalised.png", evaluation, title)
     run.write_summary(summary)
-    _print_table(evaluation, title)
+    if show_table:
+        _print_table(evaluation, title)
     return summary
 
 
@@ -490,7 +492,7 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
     objective (its own ``reward_clip`` when it has one).
     """
     from evaluation.atari_scores import human_normalised, reference_scores
-    from lpg.run_io import RunDir, plot_lines
+    from lpg.run_io import RunDir
     from objectives import make as make_objective
     from training.atari import AtariRunConfig, train_atari
 

@@ -12,7 +12,7 @@ envpool = pytest.importorskip("envpool")
 import jax.numpy as jnp  # noqa: E402
 
 from lpg import envs  # noqa: E402
-from lpg.envs.atari import _MINIMAL_NUM_ACTIONS, ATARI_57, AtariConfig, AtariEnv, make_atari  # noqa: E402
+from lpg.envs.atari import _MINIMAL_NUM_ACTIONS, ATARI_57, AtariEnv, make_atari  # noqa: E402
 
 ATARI_NAMES = [name for name, _ in envs.list_envs(kind="atari")]
 

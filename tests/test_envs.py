@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from lpg import envs
-from lpg.envs.catch import Catch, CatchState
-from lpg.envs.chain import ChainState, DelayedChain
+from lpg.envs.catch import Catch
 from lpg.envs.gridworld import GridWorld, GridWorldState
 from lpg.envs.snake import Snake, SnakeState
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lpg.errors import CheckpointError, InvalidConfigError
-from training.quickstart import SHIPPED_CHECKPOINT, QuickstartCommand, evaluation_train_config, shipped_checkpoint
+from evaluation.evaluate import checkpoint_train_config
+from training.quickstart import SHIPPED_CHECKPOINT, QuickstartCommand, shipped_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def test_shipped_checkpoint_loads_and_matches_model_card():
     for key in ("steps", "num_envs", "unroll_length", "agent_optimizer", "alpha_y", "seeds", "held_out_envs", "results", "held_out_results"):
         assert key in recorded, key
     assert recorded["alpha_y"] == pytest.approx(objective.config.alpha_y)
-    config = evaluation_train_config(metadata)
+    config = checkpoint_train_config(metadata)
     assert config.num_envs == recorded["num_envs"] and config.unroll_length == recorded["unroll_length"]
     assert recorded["results"]["mean_a2c_normalised"] >= 0.9
     assert not set(recorded["held_out_envs"]) & set(metadata["envs"])

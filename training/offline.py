@@ -866,7 +866,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     """
     import lpg
     from lpg.progress import ProgressBar
-    from lpg.run_io import RunDir, plot_lines
+    from lpg.run_io import RunDir, plot_lines, to_jsonable
 
     objective, config = build_offline(options)
     # meta_steps is not part of the run's identity, so --resume can extend a run.
@@ -918,8 +918,8 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
             "meta_steps": int(state.step),
             "seed": config.seed,
             "wall_s": wall(),
-            "offline_config": to_json(config),
-            "agent_optimizer": to_json(config.agent_optimizer_config()),
+            "offline_config": to_jsonable(config),
+            "agent_optimizer": to_jsonable(config.agent_optimizer_config()),
             "alpha_y": config.eval_alpha_y,
             "num_envs": config.num_envs,
             "unroll_length": config.unroll_length,
@@ -1012,7 +1012,6 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "evaluation": final_eval,
         "mean_a2c_normalised": final_eval["mean_a2c_normalised"],
         "initial_mean_a2c_normalised": next((e["mean_a2c_normalised"] for e in evaluations if e["meta_step"] == 0), None),
-        "evaluations": [{"meta_step": e["meta_step"], "mean_a2c_normalised": e["mean_a2c_normalised"]} for e in evaluations],
         "evaluations": evaluations,
         "objective_checkpoint": str(run.path / "objective") if ckpt is not None else None,
         "best_objective_checkpoint": str(run.path / "objective_best") if ckpt is not None and best else None,
@@ -1022,12 +1021,6 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     run.write_summary(summary)
     run.close()
     return summary
-
-
-def to_json(value: Any) -> Any:
-    from lpg.run_io import to_jsonable
-
-    return to_jsonable(value)
 
 
 # --------------------------------------------------------------------------- bench

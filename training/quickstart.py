@@ -23,14 +23,13 @@ it shows the machinery working. ``lpg discover offline`` with the command in
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lpg.errors import CheckpointError, InvalidConfigError
 
-__all__ = ["QuickstartCommand", "SHIPPED_CHECKPOINT", "shipped_checkpoint", "evaluation_train_config", "discover_part", "evaluate_part"]
+__all__ = ["QuickstartCommand", "SHIPPED_CHECKPOINT", "shipped_checkpoint", "discover_part", "evaluate_part"]
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "lpg-toy-v1"
 
@@ -51,19 +50,6 @@ def shipped_checkpoint(path: str | Path | None = None) -> Path:
 
     read_objective_metadata(folder)  # raises CheckpointError with the reason if it is not a valid checkpoint
     return folder
-
-
-def evaluation_train_config(metadata: Mapping[str, Any]):
-    """The agents' training set-up recorded in an objective checkpoint's metadata (``metadata["evaluation"]``),
-    or None (each environment's preset) when the checkpoint records none."""
-    from lpg.optim import OptimizerConfig
-    from training.actor_critic import TrainConfig
-
-    recorded = metadata.get("evaluation")
-    if not isinstance(recorded, Mapping) or "num_envs" not in recorded:
-        return None
-    optimizer = OptimizerConfig(**recorded["agent_optimizer"])
-    return TrainConfig(int(recorded["num_envs"]), int(recorded["unroll_length"]), optimizer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,59 +157,26 @@ def discover_part(command: QuickstartCommand) -> dict[str, Any]:
 def evaluate_part(command: QuickstartCommand, checkpoint: Path) -> dict[str, Any]:
     """Evaluates the objective checkpoint on ``command.eval_envs`` (writes ``OUT/evaluation``); returns the summary.
 
-    Agents use the set-up recorded in the checkpoint (``metadata["evaluation"]``:
-    batch shape, optimiser, budget), so the numbers are comparable with its MODEL.md.
+    This is ``lpg evaluate`` (``evaluation.evaluate.run_evaluate``): agents use
+    the set-up recorded in the checkpoint (``metadata["evaluation"]``: batch
+    shape, optimiser, budget), so the numbers are comparable with its MODEL.md.
+    The summary adds ``trained_on`` and ``held_out``; ``results.md`` holds the table.
     """
-    from evaluation.evaluate import NORMALISED_DEFINITION, RETURN_DEFINITION, evaluate_objective, plot_scores, results_table
-    from lpg import envs as envs_lib
-    from lpg.checkpoint import check_agent_heads, load_objective
-    from lpg.progress import ProgressBar
-    from lpg.run_io import RunDir
+    from evaluation.evaluate import EvaluateOptions, checkpoint_train_config, results_table, run_evaluate
+    from lpg.checkpoint import read_objective_metadata
+    from lpg.run_io import write_json_atomic
 
-    objective, eta, metadata = load_objective(checkpoint)
-    check_agent_heads(metadata, objective.heads.y_size)
-    names = envs_lib.resolve_env_spec(command.eval_envs)
-    train_config = evaluation_train_config(metadata)
-    recorded = metadata.get("evaluation") or {}
-    steps = command.eval_steps or recorded.get("steps")
-    if steps is None:
-        raise InvalidConfigError(f"{str(checkpoint)!r} records no evaluation budget; pass --eval-steps")
-    trained_on = list(metadata.get("envs") or [])
-    run = RunDir.prepare(
-        Path(command.out) / "evaluation",
-        {"command": "quickstart evaluation", "checkpoint": str(checkpoint.resolve()), "envs": names, "steps": steps, "seeds": command.eval_seeds, "seed": command.seed},
+    metadata = read_objective_metadata(checkpoint)
+    if command.eval_steps is None and (checkpoint_train_config(metadata) is None or not metadata["evaluation"].get("steps")):
+        raise InvalidConfigError(f"{str(checkpoint)!r} records no evaluation set-up and budget; pass --eval-steps")
+    options = EvaluateOptions(
+        str(checkpoint), envs=command.eval_envs, steps=command.eval_steps, seeds=command.eval_seeds, seed=command.seed,
+        out=str(Path(command.out) / "evaluation"), progress=command.progress,
     )
-    per_update = train_config.steps_per_update if train_config is not None else 640
-    total = 2 * command.eval_seeds * len(names) * steps + len(names) * per_update * command.eval_seeds
-    try:
-        with ProgressBar("evaluate shipped objective", total, "agent steps", enabled=command.progress) as bar:
-            evaluation = evaluate_objective(
-                objective, eta, names, steps, command.eval_seeds, command.seed, progress=bar.update, train_config=train_config,
-                on_result=lambda name, result: run.log(names.index(name), {"env": name, **{k: v for k, v in result.items() if not k.endswith("_per_seed")}}),
-            )
-    finally:
-        run.close()
-    summary = {
-        "checkpoint": str(checkpoint.resolve()),
-        "checkpoint_metadata": metadata,
-        "objective": objective.name,
-        "envs": names,
-        "trained_on": trained_on,
-        "held_out": [n for n in names if n not in trained_on],
-        "steps": int(steps),
-        "train_config": dataclasses.asdict(train_config) if train_config is not None else "environment presets",
-        "seeds": command.eval_seeds,
-        "seed": command.seed,
-        "results": evaluation["results"],
-        "mean_a2c_normalised": evaluation["mean_a2c_normalised"],
-        "return_definition": RETURN_DEFINITION,
-        "a2c_normalised_definition": NORMALISED_DEFINITION,
-    }
-    run.write_summary(summary)
-    (run.path / "results.md").write_text(results_table(evaluation) + "\n")
-    plot_scores(run.path / "a2c_normalised.png", evaluation, f"{objective.name} from {checkpoint.name}")
+    summary = run_evaluate(options, show_table=False)
+    trained_on = list(metadata.get("envs") or [])
+    summary.update(trained_on=trained_on, held_out=[n for n in summary["envs"] if n not in trained_on])
+    out = Path(options.out)
+    write_json_atomic(out / "summary.json", summary)
+    (out / "results.md").write_text(results_table(summary) + "\n")
     return summary
-
-
-def _json(path: Path) -> Any:  # pragma: no cover - debugging helper
-    return json.loads(Path(path).read_text())
