@@ -40,6 +40,8 @@ class EvaluateCommand:
     """checkpoint: agents (and the A2C baseline) use the batch shape, optimiser and budget recorded in the checkpoint's model-card evaluation, when it has one; preset: each environment's preset."""
     frames: int | None = None
     """Atari only: emulator frames per agent (default 10M); reports human-normalised scores and their median."""
+    resume: bool = False
+    """Continue an interrupted evaluation in --out: environments already finished (partial_results.json) are not trained again."""
 
     def run(self) -> int:
         from evaluation.evaluate import EvaluateOptions, run_evaluate

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,11 +38,12 @@ import numpy as np
 
 from lpg import envs
 from lpg.envs.base import Environment
-from lpg.errors import InvalidConfigError
+from lpg.errors import CheckpointError, InvalidConfigError, OutputDirError, RunInterrupted
 from lpg.networks import NetworkConfig, make_agent
 from lpg.rollout import episode_stats, reset_actors, unroll
 from lpg.types import AgentOutput
 from training.actor_critic import ActorCriticTrainer, TrainConfig
+from training.longrun import StopSignals, run_identity
 from training.presets import default_preset
 from training.train import final_return, train_loop
 
@@ -57,6 +60,7 @@ __all__ = [
 ]
 
 RANDOM_STEPS_CAP = 200_000
+PARTIAL_RESULTS = "partial_results.json"  # results of the environments finished so far (for --resume)
 NORMALISED_DEFINITION = "(return - random_return) / (a2c_return - random_return); 0 = random policy, 1 = A2C"
 RETURN_DEFINITION = "mean undiscounted return of episodes completed in the last 10% of training steps, mean over seeds"
 
@@ -164,6 +168,7 @@ def evaluate_objective(
     network: NetworkConfig = NetworkConfig(),
     baseline_cache: dict | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    completed: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Trains fresh agents with the frozen objective on every environment; compares with A2C and random.
 
@@ -186,6 +191,9 @@ def evaluate_objective(
         and random baselines (e.g. periodic evaluation during discovery);
         within one call baselines are always cached.
       on_result: called with ``(env_name, result)`` as each environment finishes.
+      completed: results of environments already evaluated (a resumed run):
+        they are taken as they are, not trained again. Each environment's
+        agents depend only on the seeds, so the results equal a run in one go.
 
     Returns:
       ``{"results": {env: {"return", "a2c_return", "random_return",
@@ -210,6 +218,9 @@ def evaluate_objective(
 
     results: dict[str, dict[str, Any]] = {}
     for name in env_names:
+        if completed and name in completed:
+            results[name] = dict(completed[name])
+            continue
         env = envs.make(name)
         spec = env.spec
         if spec.kind == "atari":
@@ -280,6 +291,9 @@ class EvaluateOptions:
         batch shape, optimiser and step budget recorded in the checkpoint's
         ``evaluation`` metadata when it has one (so a model card's table is
         reproduced); "preset" = each environment's preset (training/presets.py).
+      resume: continue an interrupted evaluation in ``out``: environments whose
+        results were saved (``partial_results.json``, written as each one
+        finishes and on SIGINT/SIGTERM) are not trained again.
     """
 
     checkpoint: str
@@ -291,6 +305,7 @@ class EvaluateOptions:
     progress: bool = True
     frames: int | None = None
     agent_setup: str = "checkpoint"
+    resume: bool = False
 
 
 def _env_spec_from(options: EvaluateOptions, metadata: Mapping[str, Any]) -> str:
@@ -378,7 +393,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     """
     from lpg.checkpoint import check_agent_heads, load_objective
     from lpg.progress import ProgressBar
-    from lpg.run_io import RunDir
+    from lpg.run_io import RunDir, write_json_atomic
 
     if options.seeds <= 0:
         raise InvalidConfigError(f"--seeds must be positive, got {options.seeds}")
@@ -409,25 +424,49 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
 
     run_config = {
         "command": "evaluate",
-        "options": dataclasses.replace(options, checkpoint=str(checkpoint)),
+        "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))),
         "envs": names,
         "objective": metadata["objective"],
         "checkpoint_saved_at": metadata.get("saved_at"),
     }
+    partial_path = Path(options.out) / PARTIAL_RESULTS
+    if options.resume and not (Path(options.out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {options.out!r} holds no evaluation to resume; run without --resume to start")
     run = RunDir.prepare(options.out, run_config)
+    completed: dict[str, dict[str, Any]] = {}
+    if partial_path.exists():
+        if not options.resume:
+            raise OutputDirError(f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out")
+        try:
+            completed = dict(json.loads(partial_path.read_text())["results"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CheckpointError(f"{str(partial_path)!r} is unreadable; delete it to evaluate every environment again") from None
     start = time.perf_counter()
-    logged = [0]
+    logged = [len(completed)]
+    signals = StopSignals()
 
     def on_result(name: str, result: dict[str, Any]) -> None:
         row = {k: v for k, v in result.items() if not k.endswith("_per_seed")}
         run.log(logged[0], {"env": name, **row, "elapsed_s": time.perf_counter() - start})
         logged[0] += 1
+        completed[name] = result
+        write_json_atomic(partial_path, {"results": completed})
+
+    def progress(advance: int, text: str = "") -> None:
+        bar.update(advance, text)
+        if signals.requested:  # the environment in progress is trained again on --resume
+            raise RunInterrupted(
+                f"evaluate stopped by {signal.Signals(signals.signum).name} after {len(completed)} of {len(names)} environments; "
+                f"their results are saved in {str(partial_path)!r}; continue with the same command plus --resume",
+                signum=signals.signum,
+            )
 
     try:
-        with ProgressBar(f"evaluate {objective.name}", total, "agent steps", enabled=options.progress) as bar:
+        with signals, ProgressBar(f"evaluate {objective.name}", total, "agent steps", enabled=options.progress) as bar:
+            bar.update(sum(2 * options.seeds * r["steps"] for r in completed.values() if r.get("steps")))
             evaluation = evaluate_objective(
                 objective, eta, names, options.steps if options.steps is not None else steps_default, options.seeds, options.seed,
-                progress=bar.update, on_result=on_result, baseline_cache=baseline_cache, train_config=recorded,
+                progress=progress, on_result=on_result, baseline_cache=baseline_cache, train_config=recorded, completed=completed,
             )
     finally:
         run.close()
@@ -451,6 +490,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     title = f"{objective.name} from {checkpoint.name}"
     plot_scores(run.path / "a2c_normalised.png", evaluation, title)
     run.write_summary(summary)
+    partial_path.unlink(missing_ok=True)
     if show_table:
         _print_table(evaluation, title)
     return summary
@@ -505,7 +545,9 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
         objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
     else:
         objective = _RewardClipped(objective, 1.0)
-    run_config = {"command": "evaluate", "options": dataclasses.replace(options, checkpoint=str(checkpoint)), "envs": names,
+    if options.resume:
+        raise InvalidConfigError("--resume is not available for Atari evaluations yet (envpool's emulator state cannot be checkpointed)")
+    run_config = {"command": "evaluate", "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))), "envs": names,
                   "objective": metadata["objective"], "frames": frames}
     run = RunDir.prepare(options.out, run_config)
     start = time.perf_counter()

@@ -101,6 +101,18 @@ def _ocp():
     return ocp
 
 
+def _this_process_only(ocp):
+    """Orbax options under which the calling process reads and writes alone (in a multi-process run only process 0 does, lpg/distributed.py)."""
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me} if jax.process_count() > 1 else None)
+
+
+def _checkpointer(ocp):
+    options = _this_process_only(ocp)
+    handler = ocp.CompositeCheckpointHandler(composite_options=ocp.CompositeOptions(multiprocessing_options=options))
+    return ocp.Checkpointer(handler, multiprocessing_options=options)
+
+
 def _one_line(error: BaseException, limit: int = 300) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -263,7 +275,7 @@ def save_objective(path: str | os.PathLike, objective: Any, eta: Any, metadata: 
         items = {META_ITEM: ocp.args.JsonSave(meta)}
         if spec:
             items[STATE_ITEM] = ocp.args.StandardSave(eta)
-        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        with _checkpointer(ocp) as checkpointer:
             checkpointer.save(new, ocp.args.Composite(**items))
         _write_checksums(new)
         if path.is_dir():  # keep the user's extra files (MODEL.md, ...)
@@ -378,7 +390,7 @@ def load_objective(path: str | os.PathLike) -> tuple[Any, Any, dict[str, Any]]:
         return objective, objective.init(jax.random.PRNGKey(0)), meta
     ocp = _ocp()
     try:
-        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        with _checkpointer(ocp) as checkpointer:
             restored = checkpointer.restore(path, ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(_abstract(abstract))}))
         eta = restored[STATE_ITEM]
     except Exception as e:  # orbax / tensorstore raise many types for unreadable data
@@ -436,18 +448,35 @@ def check_agent_heads(metadata_or_objective: Any, y_size: int, *, where: str | N
 # --------------------------------------------------------------------------- training checkpoints
 
 
+_HISTORY_SPEC = "_history_spec"  # extra key: {name: [shape, dtype]} of the saved history arrays
+
+
 def _manager(directory: Path, keep: int | None = None, create: bool = False):
     ocp = _ocp()
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, read_only=not create)
+    alone = _this_process_only(ocp)
+    if create and alone.active_processes is not None:  # orbax creates the folder only when every process takes part
+        directory.mkdir(parents=True, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=create and alone.active_processes is None, read_only=not create, multiprocessing_options=alone
+    )
     return ocp.CheckpointManager(directory, options=options)
 
 
-def save_training_state(directory: str | os.PathLike, step: int, state: Any, extra: Mapping[str, Any] | None = None, keep: int = 2) -> Path:
+def save_training_state(
+    directory: str | os.PathLike,
+    step: int,
+    state: Any,
+    extra: Mapping[str, Any] | None = None,
+    keep: int = 2,
+    history: Mapping[str, Any] | None = None,
+) -> Path:
     """Saves a training checkpoint for exact resume as step ``step`` of ``directory``.
 
     ``state`` is a pytree of arrays (agent, optimiser and meta states, RNG keys
     as raw uint32 key arrays, counters); ``extra`` a JSON-able dict of host-side
-    values. Returns after the checkpoint is completely written (orbax commits
+    values; ``history`` an optional flat dict of host arrays (the metrics of
+    the updates so far, whose shapes grow with the run), restored as
+    ``extra["history"]``. Returns after the checkpoint is completely written (orbax commits
     it atomically); the newest ``keep`` steps are kept. Saving a step that
     already exists keeps the existing one.
 
@@ -463,13 +492,18 @@ def save_training_state(directory: str | os.PathLike, step: int, state: Any, ext
         raise OutputDirError(f"cannot write training checkpoints to {str(directory)!r}: it is a file")
     ocp = _ocp()
     extra_json = to_jsonable(dict(extra or {}))
+    history_arrays = {str(k): np.asarray(v) for k, v in (history or {}).items()}
+    extra_json[_HISTORY_SPEC] = {k: [list(v.shape), str(v.dtype)] for k, v in history_arrays.items()}
     try:
         manager = _manager(directory, keep, create=True)
     except OSError as e:
         raise OutputDirError(f"cannot write training checkpoints to {str(directory)!r}: {e.strerror or e}") from None
     try:
         if int(step) not in manager.all_steps():
-            manager.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra_json)))
+            items = {"state": ocp.args.StandardSave(state), "extra": ocp.args.JsonSave(extra_json)}
+            if history_arrays:
+                items["history"] = ocp.args.StandardSave(history_arrays)
+            manager.save(int(step), args=ocp.args.Composite(**items))
         manager.wait_until_finished()
     finally:
         manager.close()
@@ -510,13 +544,20 @@ def restore_training_state(directory: str | os.PathLike, abstract_state: Any) ->
     ocp = _ocp()
     manager = _manager(directory)
     try:
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(abstract_state)), extra=ocp.args.JsonRestore())
-        )
+        extra = dict(manager.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"] or {})
+        items = {"state": ocp.args.StandardRestore(_abstract(abstract_state))}
+        spec = extra.pop(_HISTORY_SPEC, None) or {}
+        if spec:
+            host = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = {k: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=host) for k, (shape, dtype) in spec.items()}
+            items["history"] = ocp.args.StandardRestore(target)
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+        if spec:
+            extra["history"] = {k: np.asarray(v) for k, v in restored["history"].items()}
     except Exception as e:
         raise CheckpointError(
             f"training checkpoint {str(directory / str(step))!r} cannot be restored into this run's state: {_one_line(e)}"
         ) from None
     finally:
         manager.close()
-    return step, restored["state"], dict(restored["extra"] or {})
+    return step, restored["state"], extra

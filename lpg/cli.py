@@ -13,7 +13,8 @@ from typing import Annotated, Union
 
 import tyro
 
-from lpg.errors import UserInputError
+from lpg.distributed import initialize_from_env
+from lpg.errors import RunFailedError, RunInterrupted, UserInputError
 from training.train import TrainOptions, train
 
 Positional = tyro.conf.Positional
@@ -145,6 +146,7 @@ def _subcommands() -> dict[str, type]:
     from evaluation.commands import EvaluateCommand
     from training.offline_commands import BenchOfflineCommand, DiscoverOfflineCommand
     from training.online_commands import BenchOnlineCommand, DiscoverOnlineCommand, ExperimentCommand
+    from training.scale_bench import BenchScaleCommand
 
     commands: dict[str, type] = {
         "envs": EnvsCommand,
@@ -160,7 +162,7 @@ def _subcommands() -> dict[str, type]:
         "bench": _group(
             "Bench",
             "Benchmarks of this machine.",
-            {"envs": BenchEnvsCommand, "online": BenchOnlineCommand, "offline": BenchOfflineCommand, "atari": BenchAtariCommand},
+            {"envs": BenchEnvsCommand, "online": BenchOnlineCommand, "offline": BenchOfflineCommand, "atari": BenchAtariCommand, "scale": BenchScaleCommand},
         ),
     }
     try:
@@ -184,10 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         config=(tyro.conf.OmitSubcommandPrefixes,),
     )
     try:
+        initialize_from_env(command)  # LPG_COORDINATOR_ADDRESS etc.: join a multi-process run (lpg/distributed.py)
         return int(command.run() or 0)
     except UserInputError as error:
         print(f"lpg: error: {error}", file=sys.stderr)
         return 2
+    except RunInterrupted as error:
+        print(f"lpg: {error}", file=sys.stderr)
+        return 128 + error.signum
+    except RunFailedError as error:
+        print(f"lpg: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lpg: interrupted", file=sys.stderr)
         return 130

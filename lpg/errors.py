@@ -25,3 +25,19 @@ class OutputDirError(UserInputError):
 
 class CheckpointError(UserInputError):
     """A checkpoint is missing, corrupted, incompatible or does not fit the agent."""
+
+
+class RunFailedError(RuntimeError):
+    """A run stopped itself (not the user's input); the CLI prints one line and exits with status 1."""
+
+
+class NonFiniteError(RunFailedError):
+    """Too many consecutive updates had non-finite gradients, meta-gradients or fitness."""
+
+
+class RunInterrupted(RunFailedError):
+    """SIGINT or SIGTERM stopped the run after a checkpoint was saved; exit status 128 + signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

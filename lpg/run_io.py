@@ -80,7 +80,7 @@ class RunDir:
         path = Path(out)
         config_json = to_jsonable(config)
         if path.exists() and not path.is_dir():
-            raise OutputDirError(f"output folder {str(path)!r} is a file")
+            raise OutputDirError(f"output folder {str(path)!r} is a file; choose a new --out")
         existing = path / "config.json"
         if existing.exists():
             try:
@@ -102,7 +102,7 @@ class RunDir:
         except OSError as e:
             if created:
                 _remove_empty_dirs(path)
-            raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}") from None
+            raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
         run = cls(path)
         write_json_atomic(path / "config.json", config_json)
         return run

@@ -57,8 +57,11 @@ def test_train_writes_every_promised_output(tmp_path, capsys):
     assert rows and rows[-1]["step"] == summary["steps"]
     assert list(out.glob("events.out.tfevents.*"))
     assert (out / "learning_curve.png").stat().st_size > 1000
-    # The same run again into the same folder is allowed (same config) ...
-    assert main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    # The same run again into the same folder continues it with --resume (here: already finished) ...
+    assert main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"]) == 2
+    assert "add --resume" in capsys.readouterr().err
+    assert main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["final_return"] == summary["final_return"]
     # ... a different run into it is not.
     assert main(["train", "catch", "--steps", "3000", "--seed", "4", "--out", str(out), "--no-progress"]) == 2
     assert "already holds a different run" in capsys.readouterr().err

@@ -30,6 +30,7 @@ from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import ActorState, episode_stats, reset_actors, unroll
 from lpg.types import Rollout
 from objectives.base import Eta, Metrics, Objective
+from training.longrun import SKIP_KEY, guarded_apply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +107,16 @@ class ActorCriticTrainer:
         return self.objective.agent_loss(eta, rollout, agent_out)
 
     def agent_update(self, params: Any, opt_state: Any, eta: Eta, rollout: Rollout) -> tuple[Any, Any, Metrics]:
-        """theta' = theta + optimiser(grad_theta L(theta, eta, rollout)); differentiable in eta."""
+        """theta' = theta + optimiser(grad_theta L(theta, eta, rollout)); differentiable in eta.
+
+        A non-finite gradient skips the update (theta and the optimiser state
+        are kept; metric ``nonfinite_skipped`` = 1, see training/longrun.py).
+        """
         grads, metrics = jax.grad(self.loss, has_aux=True)(params, eta, rollout)
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+        updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        (params, opt_state), skipped = guarded_apply(grads, (new_params, new_opt_state), (params, opt_state))
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads), **{SKIP_KEY: skipped})
         return params, opt_state, metrics
 
     def act(self, state: LearnerState) -> tuple[LearnerState, Rollout]:

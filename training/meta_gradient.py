@@ -51,6 +51,7 @@ from lpg.types import Rollout
 from objectives.a2c import A2C, A2CConfig
 from objectives.base import Eta, Metrics, Objective
 from training.actor_critic import ActorCriticTrainer, LearnerState, host_loop
+from training.longrun import SKIP_KEY, guarded_apply
 
 __all__ = ["MetaGradConfig", "MetaState", "MetaGradientTrainer", "pg_outer_objective", "mixing_weights"]
 
@@ -334,9 +335,13 @@ class MetaGradientTrainer:
             meta_grad_norm = optax.tree.norm(grads)
             updates, meta_opt_state = self.meta_optimizer.update(grads, state.meta_opt_state, state.eta)
             eta = optax.apply_updates(state.eta, updates)
+            # A non-finite meta-gradient skips the meta-update (eta and meta-Adam kept).
+            (eta, meta_opt_state), meta_skipped = guarded_apply(grads, (eta, meta_opt_state), (state.eta, state.meta_opt_state))
             params = jax.lax.stop_gradient(aux["params"])
             opt_state = jax.lax.stop_gradient(aux["opt_state"])
             actor, rollout, metrics = aux["actor"], aux["rollout"], aux["metrics"]
+            metrics = dict(metrics, nonfinite_meta_skipped=meta_skipped)
+            metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         metrics = dict(metrics, **stats, meta_grad_norm=meta_grad_norm)
         metrics.update({f"eta/{k}": v for k, v in self.objective.describe_eta(eta).items()})
         new_state = state.replace(

@@ -50,6 +50,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from lpg import distributed
 from lpg import envs as envs_lib
 from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError, UnknownNameError
@@ -57,6 +58,7 @@ from lpg.networks import Agent, NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import ActorState, episode_stats, reset_actors, unroll
 from lpg.types import AgentOutput, Rollout
+from training.longrun import SKIP_KEY, LongRun, guarded_apply, validate_longrun
 from objectives.base import Eta, Metrics, Objective
 from objectives.losses import entropy, lambda_returns, log_prob
 
@@ -84,8 +86,8 @@ class OfflineConfig:
       num_envs: environments each agent acts in (batch B of a rollout).
       unroll_length: steps per rollout (T); one agent update per rollout.
       lifetime_updates: agent updates in one lifetime. grad: a lifetime
-        restarts with a fresh agent when it reaches this; es: the length of
-        the lifetime each member is scored on.
+        restarts with a fresh agent when it reaches this (at least
+        ``inner_updates``); es: the length of the lifetime each member is scored on.
       inner_updates: K, agent updates per meta-step (grad), differentiated
         through (Oh et al. 2020 / GROOVE: 5).
       agent_optimizer: the agents' optimiser, ``adam`` (meta-differentiable,
@@ -176,6 +178,17 @@ class OfflineConfig:
             raise InvalidConfigError(f"es_fitness_fraction must be in (0, 1], got {self.es_fitness_fraction}")
         if self.meta_grad_clip < 0 or self.agent_max_grad_norm < 0:
             raise InvalidConfigError("gradient clips must be >= 0")
+        if self.method == "grad" and self.lifetime_updates < self.inner_updates:
+            raise InvalidConfigError(
+                f"lifetime_updates ({self.lifetime_updates}) must be >= inner_updates ({self.inner_updates}): "
+                "one meta-step advances every lifetime by inner_updates agent updates"
+            )
+        if self.method == "es":
+            es_algorithm_class(self.es_algorithm)
+        for name in self.envs:
+            kind = envs_lib.make_spec(name).kind
+            if kind != "toy":
+                raise InvalidConfigError(f"offline discovery runs on toy environments; {name} is {kind}")
 
     @property
     def eval_learning_rate(self) -> float:
@@ -283,17 +296,22 @@ def _normalise(x: chex.Array, eps: float = 1e-8) -> chex.Array:
     return (x - jnp.mean(x)) / (jnp.std(x) + eps)
 
 
+def es_algorithm_class(name: str) -> type:
+    """The evosax algorithm class called ``name``; UnknownNameError if evosax has none."""
+    from evosax import algorithms as evo
+
+    if name not in evo.algorithms:
+        raise UnknownNameError(f"unknown evosax algorithm {name!r}; e.g. Open_ES, SNES, CMA_ES, Sep_CMA_ES, PGPE")
+    return evo.algorithms[name]
+
+
 def make_es_algorithm(name: str, population_size: int, solution: Any, std: float, lr: float):
     """Builds the evosax algorithm ``name`` for ``solution`` (a pytree); returns (algorithm, params).
 
     ``std`` replaces evosax's ``std_init`` (default 1.0, far too large for
     network weights); algorithms that take an optax optimiser get Adam(``lr``).
     """
-    from evosax import algorithms as evo
-
-    if name not in evo.algorithms:
-        raise UnknownNameError(f"unknown evosax algorithm {name!r}; e.g. Open_ES, SNES, CMA_ES, Sep_CMA_ES, PGPE")
-    cls = evo.algorithms[name]
+    cls = es_algorithm_class(name)
     accepted = inspect.signature(cls.__init__).parameters
     kwargs: dict[str, Any] = {"population_size": population_size, "solution": solution}
     if "optimizer" in accepted:
@@ -351,9 +369,7 @@ class OfflineTrainer:
                 references.update(reference_returns(missing, config))
         groups, offset = [], 0
         for name, size in zip(names, sizes):
-            env = envs_lib.make(name)
-            if env.spec.kind != "toy":
-                raise InvalidConfigError(f"offline discovery runs on toy environments; {name} is {env.spec.kind}")
+            env = envs_lib.make(name)  # a toy environment (checked by config.validate)
             agent = make_agent(env.spec, network, y_size=objective.heads.y_size)
             critic = make_agent(env.spec, network, y_size=0)
             ref = tuple(references[name]) if config.method == "es" else None
@@ -393,11 +409,15 @@ class OfflineTrainer:
         return self.objective.agent_loss(eta, rollout, agent_out)
 
     def agent_update(self, group: EnvGroup, params, opt_state, eta, rollout, lr, alpha_y):
-        """theta' = theta - lr * optimiser(grad_theta L(theta, eta)); differentiable in eta."""
+        """theta' = theta - lr * optimiser(grad_theta L(theta, eta)); differentiable in eta.
+
+        A non-finite gradient skips the update (metric ``nonfinite_skipped``, training/longrun.py).
+        """
         grads, metrics = jax.grad(functools.partial(self._agent_loss, group), has_aux=True)(params, eta, rollout, alpha_y)
-        updates, opt_state = self.agent_tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
-        return params, opt_state, metrics
+        updates, new_opt_state = self.agent_tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
+        (params, opt_state), skipped = guarded_apply(grads, (new_params, new_opt_state), (params, opt_state))
+        return params, opt_state, dict(metrics, **{SKIP_KEY: skipped})
 
     def _act(self, group: EnvGroup, params, actor: ActorState, key) -> tuple[ActorState, Rollout]:
         return unroll(group.env, group.agent.apply, jax.lax.stop_gradient(params), actor, key, self.config.unroll_length)
@@ -559,6 +579,10 @@ class OfflineTrainer:
             restarted.append(_tree_where(done, fresh, lives))
         updates, meta_opt_state = self.meta_tx.update(meta_grad, state.meta_opt_state, state.eta)
         eta = optax.apply_updates(state.eta, updates)
+        # A non-finite meta-gradient skips the meta-update (eta and meta-Adam kept); lifetimes go on.
+        (eta, meta_opt_state), meta_skipped = guarded_apply(meta_grad, (eta, meta_opt_state), (state.eta, state.meta_opt_state))
+        metrics["nonfinite_meta_skipped"] = meta_skipped
+        metrics[SKIP_KEY] = jnp.maximum(meta_skipped, (metrics[f"agent_{SKIP_KEY}"] > 0).astype(jnp.float32))
         metrics["meta_grad_norm"] = optax.tree.norm(meta_grad)
         metrics.update(self.objective.describe_eta(eta))
         new_state = state.replace(eta=eta, meta_opt_state=meta_opt_state, lifetimes=tuple(restarted), key=key, step=state.step + 1)
@@ -601,10 +625,12 @@ class OfflineTrainer:
             members = np.concatenate([pairs, pairs + half])  # evosax antithetic layout: j and j + P/2
             etas = jax.tree.map(lambda x: x[members], population)
             keys = pair_keys[np.concatenate([pairs, pairs])]  # a pair shares task instance and seed
-            returns, _ = jax.vmap(functools.partial(self.member_lifetime, group))(etas, keys)
+            etas, keys = distributed.constrain_leading((etas, keys), 2 * group.size)  # members over devices
+            returns, counts = jax.vmap(functools.partial(self.member_lifetime, group))(etas, keys)
             random_return, a2c_return = group.reference
             scale = max(a2c_return - random_return, MIN_SCORE_SCALE)
-            score = jnp.where(jnp.isnan(returns), 0.0, (returns - random_return) / scale)
+            # No finished episode scores 0; a non-finite return (diverged agent) stays non-finite and skips the generation.
+            score = jnp.where(counts == 0, 0.0, (returns - random_return) / scale)
             normalised = normalised.at[members].set(score)
             metrics[f"return/{group.name}"] = jnp.nanmean(returns)
             metrics[f"score/{group.name}"] = jnp.mean(score)
@@ -612,7 +638,10 @@ class OfflineTrainer:
         es_state, es_metrics = self.es.tell(k_tell, population, fitness, es_state, self.es_params)
         # evosax returns some leaves weakly typed (std); keep the state's types fixed (no re-trace).
         es_state = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), es_state, state.es_state)
+        # A non-finite fitness skips the generation (search state kept).
+        es_state, skipped = guarded_apply(fitness, es_state, state.es_state)
         eta = self.es.get_mean(es_state)
+        metrics[SKIP_KEY] = skipped
         metrics.update(
             fitness_mean=jnp.mean(normalised),
             fitness_max=jnp.max(normalised),
@@ -774,6 +803,8 @@ class OfflineOptions:
       checkpoint_every: write the objective and training checkpoints every
         this many meta-steps (0 = only at the end).
       log_every: log metrics every this many meta-steps.
+      max_nonfinite_skips: stop after this many consecutive meta-steps whose
+        meta-gradient (grad) or fitness (es) was not finite and was skipped.
       progress: show a progress bar.
     """
 
@@ -791,6 +822,7 @@ class OfflineOptions:
     eval_seeds: int = 4
     checkpoint_every: int = 50
     log_every: int = 1
+    max_nonfinite_skips: int = 10
     progress: bool = True
 
 
@@ -799,7 +831,7 @@ def _checkpoint_module():
         from lpg import checkpoint
     except ImportError:
         return None
-    return checkpoint
+    return distributed.primary_checkpoints(checkpoint)
 
 
 def evaluate(objective: Objective, eta: Eta, config: OfflineConfig, updates: int, seeds: int, seed: int = 1000) -> dict[str, Any]:
@@ -849,6 +881,7 @@ def build_offline(options: OfflineOptions) -> tuple[Objective, OfflineConfig]:
     for name, value in (("eval_every", options.eval_every), ("checkpoint_every", options.checkpoint_every), ("log_every", options.log_every)):
         if value < 0:
             raise InvalidConfigError(f"{name} must be >= 0, got {value}")
+    validate_longrun(0.0, options.max_nonfinite_skips)
     return objective, config
 
 
@@ -866,11 +899,11 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     """
     import lpg
     from lpg.progress import ProgressBar
-    from lpg.run_io import RunDir, plot_lines, to_jsonable
+    from lpg.run_io import plot_lines, to_jsonable
 
     objective, config = build_offline(options)
     # meta_steps is not part of the run's identity, so --resume can extend a run.
-    identity = ("resume", "progress", "config", "meta_steps")
+    identity = ("resume", "progress", "config", "meta_steps", "max_nonfinite_skips")
     run_config = {
         "command": "discover offline",
         "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in identity},
@@ -878,14 +911,19 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "objective_config": objective.config_dict(),
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "meta_steps"},
     }
-    run = RunDir.prepare(options.out, run_config)
+    if options.resume and _checkpoint_module() is not None:  # a missing training checkpoint is reported before anything is written
+        from lpg.errors import CheckpointError
+
+        if _checkpoint_module().latest_training_step(f"{options.out}/training_state") is None:
+            raise CheckpointError(f"--resume: no training checkpoint in {options.out}/training_state; run without --resume to start")
+    run = distributed.prepare_run_dir(options.out, run_config)  # process 0 writes the run folder
     ckpt = _checkpoint_module()
     train_dir = run.path / "training_state"
     eval_updates = options.eval_updates or config.lifetime_updates
 
     start = time.perf_counter()
     trainer = OfflineTrainer.create(objective, config)
-    state = trainer.jit_init(jax.random.PRNGKey(config.seed))
+    state = distributed.shard_offline_state(trainer.jit_init(jax.random.PRNGKey(config.seed)))
     extra: dict[str, Any] = {}
     if not options.resume and ckpt is not None and ckpt.latest_training_step(train_dir) is not None:
         from lpg.errors import OutputDirError
@@ -897,7 +935,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         restored = ckpt.restore_training_state(train_dir, state)
         if restored is None:
             raise InvalidConfigError(f"--resume: no training checkpoint in {str(train_dir)!r}; run without --resume to start")
-        state, extra = restored[-2], restored[-1]
+        state, extra = distributed.shard_offline_state(restored[-2]), restored[-1]
     elapsed_before = float(extra.get("wall_s", 0.0))
     evaluations: list[dict[str, Any]] = list(extra.get("evaluations", []))
     best: dict[str, Any] = dict(extra.get("best") or {})  # {"meta_step", "mean_a2c_normalised"} of objective_best/
@@ -930,7 +968,10 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         if ckpt is None:
             return
         ckpt.save_objective(run.path / "objective", objective, state.eta, metadata(final_eval))
-        ckpt.save_training_state(train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations, "best": best})
+        ckpt.save_training_state(
+            train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations, "best": best, "nonfinite_skips": guard.total_skips}
+        )
+        guard.mark_saved(int(state.step))
 
     def keep_best(result: dict[str, Any]) -> None:
         """Saves ``objective_best/`` when ``result`` (an evaluation of the current eta) beats the best so far."""
@@ -946,7 +987,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         ckpt.save_objective(run.path / "objective_best", objective, state.eta, meta)
 
     def run_eval() -> dict[str, Any]:
-        result = evaluate(objective, state.eta, config, eval_updates, options.eval_seeds)
+        result = evaluate(objective, distributed.host_local(state.eta), config, eval_updates, options.eval_seeds)
         keep_best(result)
         row = {"meta_step": int(state.step), "wall_s": wall(), "mean_a2c_normalised": result["mean_a2c_normalised"]}
         row.update({f"eval/{k}": v.get("a2c_normalised") for k, v in result["results"].items()})
@@ -962,29 +1003,39 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
                 curve.setdefault(k, []).append((row["step"], v))
 
     label = "fitness" if config.method == "es" else "meta-loss"
+    guard = LongRun(train_dir, resume=options.resume, checkpoint_interval_s=0, max_nonfinite_skips=options.max_nonfinite_skips,
+                    what="discover offline", unit="meta-steps")
+    guard.total_skips = int(extra.get("nonfinite_skips", 0))
+    if options.resume:
+        guard.mark_saved(done)
     if options.eval_every and done == 0:
         run_eval()  # the random initial objective: where every discovery curve starts
-    with ProgressBar(f"discover {config.method}", config.meta_steps, "meta-steps", enabled=options.progress) as bar:
+    with guard, ProgressBar(f"discover {config.method}", config.meta_steps, "meta-steps", enabled=options.progress) as bar:
         bar.update(done)
         while done < config.meta_steps:
             state, metrics = trainer.jit_step(state)
             done += 1
+            guard.count_skips(done, np.asarray([float(metrics[SKIP_KEY])]))
+            skipped = f", skipped {guard.total_skips}" if guard.total_skips else ""
             if options.log_every and (done % options.log_every == 0 or done == config.meta_steps):
                 row = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 row["wall_s"] = wall()
                 row["agent_steps"] = done * trainer.agent_steps_per_meta_step
+                row["nonfinite_skips_total"] = guard.total_skips
                 run.log(done, row)
                 for k, v in row.items():
                     if k.startswith(("meta_loss", "fitness_mean", "return/")):
                         curve.setdefault(k, []).append((done, v))
                 value = row.get("fitness_mean", row.get("meta_loss"))
-                bar.update(1, f"{label} {value:.3f}" if value is not None else "")
+                bar.update(1, (f"{label} {value:.3f}" if value is not None else "") + skipped)
             else:
                 bar.update(1)
             if options.eval_every and done % options.eval_every == 0 and done < config.meta_steps:
                 run_eval()
-            if options.checkpoint_every and done % options.checkpoint_every == 0 and done < config.meta_steps:
+            interrupted = guard.signals.requested and done < config.meta_steps
+            if (options.checkpoint_every and done % options.checkpoint_every == 0 and done < config.meta_steps) or interrupted:
                 save(None)
+            guard.raise_if_interrupted(done)
     jax.block_until_ready(state.eta)
     final_eval = run_eval()
     save(final_eval)
@@ -1017,6 +1068,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "best_objective_checkpoint": str(run.path / "objective_best") if ckpt is not None and best else None,
         "best_meta_step": best.get("meta_step"),
         "best_mean_a2c_normalised": best.get("mean_a2c_normalised"),
+        "nonfinite_skips": guard.total_skips,
     }
     run.write_summary(summary)
     run.close()

@@ -43,7 +43,7 @@ class DiscoverOfflineCommand:
     unroll_length: int = _DEFAULT.unroll_length
     """Steps per rollout (one agent update per rollout)."""
     lifetime_updates: int = _DEFAULT.lifetime_updates
-    """Agent updates per lifetime."""
+    """Agent updates per lifetime (grad: at least --inner-updates, the updates one meta-step advances a lifetime by)."""
     inner_updates: int = _DEFAULT.inner_updates
     """K: agent updates per meta-gradient step (grad)."""
     agent_optimizer: str = _DEFAULT.agent_optimizer
@@ -75,7 +75,9 @@ class DiscoverOfflineCommand:
     eval_seeds: int = 4
     """Fresh agents per environment in each evaluation."""
     checkpoint_every: int = 50
-    """Write objective and training checkpoints every N meta-steps (0 = only at the end)."""
+    """Write objective and training checkpoints every N meta-steps (0 = only at the end; SIGINT/SIGTERM also write one)."""
+    max_nonfinite_skips: int = 10
+    """Stop after this many consecutive meta-steps with a non-finite meta-gradient or fitness (each is skipped and counted)."""
     progress: bool = True
     """Show a progress bar with ETA on stderr."""
 
@@ -111,6 +113,7 @@ class DiscoverOfflineCommand:
             eval_updates=self.eval_updates,
             eval_seeds=self.eval_seeds,
             checkpoint_every=self.checkpoint_every,
+            max_nonfinite_skips=self.max_nonfinite_skips,
             progress=self.progress,
         )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -30,6 +31,7 @@ import numpy as np
 
 import objectives
 from lpg import envs
+from lpg.distributed import shard_batch
 from lpg.errors import InvalidConfigError, UnknownNameError
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig
@@ -39,6 +41,7 @@ from objectives.a2c import A2C, A2CConfig
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.meta_gradient import MetaGradConfig, MetaGradientTrainer, pg_outer_objective
+from training.longrun import SKIP_KEY, LongRun, merge_history, validate_longrun
 from training.presets import default_preset
 from training.train import chunk_sizes, final_return, train_loop
 
@@ -52,6 +55,7 @@ class MRPGammaPreset:
     Attributes:
       inner_steps: n of the n-step meta-gradient (1 = Xu et al. 2018).
       mix: mixing estimator (eq. 10) instead of plain n-step.
+      mix_k: kappa of the mixing estimator (None = 1 - 1/n).
       monte_carlo: K meta-gradients averaged per meta-update (Bonnet Fig. 4 uses 256).
       num_updates: meta-steps (= kept agent updates) per seed.
       num_seeds: seeds run in parallel (vmap).
@@ -66,6 +70,7 @@ class MRPGammaPreset:
 
     inner_steps: int = 10
     mix: bool = False
+    mix_k: float | None = None
     monte_carlo: int = 16
     num_updates: int = 5_000
     num_seeds: int = 1
@@ -86,6 +91,7 @@ class CatchFrodoPreset:
       num_seeds: seeds per method (vmap).
       inner_steps: n of FRODO's meta-gradient.
       mix: mixing estimator.
+      mix_k: kappa of the mixing estimator (None = 1 - 1/n).
       monte_carlo: meta-gradients averaged per meta-update.
       num_envs: batch size.
       unroll_length: rollout length.
@@ -103,6 +109,7 @@ class CatchFrodoPreset:
     num_seeds: int = 3
     inner_steps: int = 1
     mix: bool = False
+    mix_k: float | None = None
     monte_carlo: int = 1
     num_envs: int = 16
     unroll_length: int = 10
@@ -123,6 +130,7 @@ class SnakeMetaGradPreset:
     Attributes:
       inner_steps: n (0 = fixed hyper-parameters baseline).
       mix: mixing estimator.
+      mix_k: kappa of the mixing estimator (None = 1 - 1/n).
       monte_carlo: meta-gradients averaged per meta-update.
       steps: environment steps per seed (kept agent's steps). 300k keeps n = 3
         near an hour on 2 CPU cores (measured: plain step 0.79 s, 1-step meta-step
@@ -144,6 +152,7 @@ class SnakeMetaGradPreset:
 
     inner_steps: int = 1
     mix: bool = False
+    mix_k: float | None = None
     monte_carlo: int = 1
     steps: int = 300_000
     num_seeds: int = 3
@@ -205,7 +214,7 @@ def build_mrp_gamma(p: MRPGammaPreset) -> MetaGradientTrainer:
     trainer = ActorCriticTrainer.create(env, agent, objective, config)
     # Outer target: the undiscounted Monte-Carlo return (gamma' = lambda' = 1), value MSE (Bonnet eq. 2).
     outer = A2C(A2CConfig(gamma=1.0, td_lambda=1.0, value_weight=1.0, entropy_weight=0.0))
-    meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate)
+    meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, mix_k=p.mix_k, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate)
     return MetaGradientTrainer.create(trainer, outer, meta)
 
 
@@ -220,6 +229,7 @@ def build_snake(p: SnakeMetaGradPreset, total_updates: int, env_name: str = "sna
     meta = MetaGradConfig(
         inner_steps=p.inner_steps,
         mix=p.mix,
+        mix_k=p.mix_k,
         monte_carlo=p.monte_carlo,
         meta_learning_rate=p.meta_learning_rate,
         meta_grad_clip=p.meta_grad_clip,
@@ -245,28 +255,47 @@ def run_meta(
     progress: bool = True,
     target_chunks: int = 50,
     step_offset: int = 0,
+    guard: LongRun | None = None,
 ) -> dict[str, Any]:
     """Runs ``num_updates`` meta-steps for ``num_seeds`` seeds; logs each chunk; returns a record.
 
+    With a ``guard`` (training/longrun.py) the run resumes from its newest
+    training checkpoint when asked, counts skipped (non-finite) updates, and
+    writes checkpoints between chunks of a fixed chunk schedule.
+
     Record: ``states`` (final MetaState, seed axis), ``metrics`` (numpy [S, U]),
     ``curve`` (env steps, mean return), ``eta_curve`` ({name: [(step, value)]}),
-    ``wall_s``.
+    ``wall_s``, ``resumed_at`` (meta-steps restored from a checkpoint).
     """
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + num_seeds))
     start = time.perf_counter()
-    states = mt.init_seeds(keys)
+    states = shard_batch(mt.init_seeds(keys), mt.trainer.config.num_envs)  # batch axis over devices
+    done, extra = 0, {}
+    if guard is not None:
+        done, states, extra = guard.start(states)
+    resumed_at = done
+    wall_before = float(extra.get("wall_s", 0.0))
     per_update = mt.env_steps_per_rollout
-    curve_x, curve_y, eta_curve = [], [], {}
+    curve_x, curve_y = list(extra.get("curve_x", [])), list(extra.get("curve_y", []))
+    eta_curve: dict[str, list] = {k: [tuple(p) for p in v] for k, v in dict(extra.get("eta_curve") or {}).items()}
+    history = extra.get("history")
     collected = []
-    done = 0
-    for name, value in jax.vmap(mt.objective.describe_eta)(states.eta).items():
-        eta_curve[name] = [(0, float(np.mean(np.asarray(value))))]
+    if not eta_curve:
+        for name, value in jax.vmap(mt.objective.describe_eta)(states.eta).items():
+            eta_curve[name] = [(0, float(np.mean(np.asarray(value))))]
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start
+
     with ProgressBar(label, num_updates * per_update, "steps", enabled=progress) as bar:
-        for size in chunk_sizes(num_updates, target_chunks):
+        bar.update(done * per_update)
+        for size in LongRun.remaining(chunk_sizes(num_updates, target_chunks), done):
             states, metrics = mt.run_seeds(states, size)
             metrics = jax.tree.map(np.asarray, jax.device_get(metrics))
             collected.append(metrics)
             done += size
+            if guard is not None:
+                guard.count_skips(done, metrics[SKIP_KEY])
             count = float(metrics["episode_count"].sum())
             mean_return = float(metrics["episode_return_sum"].sum() / count) if count else float("nan")
             row = _scalar_row(metrics)
@@ -280,17 +309,26 @@ def run_meta(
                 updates=done,
                 env_steps=done * per_update,
                 env_steps_consumed=done * mt.env_steps_per_meta_step,
-                wall_s=time.perf_counter() - start,
+                wall_s=wall(),
             )
+            skipped = ""
+            if guard is not None:
+                row["nonfinite_skips_total"] = guard.total_skips
+                skipped = f", skipped {guard.total_skips}" if guard.total_skips else ""
             if run is not None:
                 run.log(step_offset + done * per_update, row)
             if count:
                 curve_x.append(done * per_update)
                 curve_y.append(mean_return)
-            bar.update(size * per_update, f"return {mean_return:.3f}" if count else "")
+            bar.update(size * per_update, (f"return {mean_return:.3f}" if count else "") + skipped)
+            if guard is not None:
+                guard.after_chunk(
+                    done, states, final=done == num_updates, history=merge_history(history, collected),
+                    extra={"wall_s": wall(), "curve_x": curve_x, "curve_y": curve_y, "eta_curve": eta_curve},
+                )
     jax.block_until_ready(states.eta)
-    merged = {k: np.concatenate([m[k] for m in collected], axis=1) for k in collected[0]}
-    return {"states": states, "metrics": merged, "curve": (curve_x, curve_y), "eta_curve": eta_curve, "wall_s": time.perf_counter() - start}
+    merged = merge_history(history, collected)
+    return {"states": states, "metrics": merged, "curve": (curve_x, curve_y), "eta_curve": eta_curve, "wall_s": wall(), "resumed_at": resumed_at}
 
 
 def _final_eta(mt: MetaGradientTrainer, states) -> dict[str, float]:
@@ -302,6 +340,16 @@ def _final_return_stats(metrics: dict[str, np.ndarray]) -> tuple[float | None, l
     per_seed = final_return(metrics)
     finite = per_seed[np.isfinite(per_seed)]
     return (float(finite.mean()) if finite.size else None), [None if not np.isfinite(x) else float(x) for x in per_seed]
+
+
+def check_mix_coefficient(mix: bool, mix_k: float | None) -> None:
+    """``--mix-coefficient`` (kappa of the mixing estimator) needs ``--mix`` and must lie in [0, 1]."""
+    if mix_k is None:
+        return
+    if not mix:
+        raise InvalidConfigError("--mix-coefficient is the kappa of the mixing estimator: add --mix, or drop --mix-coefficient")
+    if not 0.0 <= mix_k <= 1.0:
+        raise InvalidConfigError(f"--mix-coefficient must lie in [0, 1], got {mix_k}")
 
 
 def _check_common(out: str, num_seeds: int) -> None:
@@ -366,7 +414,7 @@ def run_catch_frodo(p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool
     num_updates = max(1, math.ceil(p.steps / config.steps_per_update))
     frodo = objectives.make("frodo", hidden_size=p.hidden_size, consistency_weight=p.consistency_weight, gamma=p.gamma, td_lambda=p.td_lambda)
     a2c = objectives.make("a2c", gamma=p.gamma, td_lambda=p.td_lambda)
-    meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate, meta_grad_clip=p.meta_grad_clip)
+    meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, mix_k=p.mix_k, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate, meta_grad_clip=p.meta_grad_clip)
     mt = MetaGradientTrainer.create(ActorCriticTrainer.create(env, agent, frodo, config), pg_outer_objective(p.gamma, p.td_lambda), meta)
     a2c_trainer = ActorCriticTrainer.create(env, agent, a2c, config)
     run = RunDir.prepare(out, {"command": "experiment", "experiment": "catch-frodo", "preset": p, "seed": seed})
@@ -560,6 +608,7 @@ def run_experiment(
     seeds: int | None = None,
     inner_steps: int | None = None,
     mix: bool | None = None,
+    mix_k: float | None = None,
     monte_carlo: int | None = None,
     steps: int | None = None,
     progress: bool = True,
@@ -590,6 +639,11 @@ def run_experiment(
         overrides["inner_steps"] = inner_steps
     if mix is not None:
         overrides["mix"] = mix
+    if mix_k is not None:
+        if name == "snake-variance":
+            raise InvalidConfigError("snake-variance compares fixed estimators; --mix-coefficient does not apply")
+        check_mix_coefficient(overrides.get("mix", target.mix), mix_k)
+        overrides["mix_k"] = mix_k
     if monte_carlo is not None:
         if monte_carlo < 1:
             raise InvalidConfigError(f"--monte-carlo must be >= 1, got {monte_carlo}")
@@ -618,6 +672,7 @@ def discover_online(
     *,
     inner_steps: int = 1,
     mix: bool = False,
+    mix_k: float | None = None,
     steps: int | None = None,
     seed: int = 0,
     out: str = "runs/discover-online",
@@ -632,8 +687,15 @@ def discover_online(
     progress: bool = True,
     frames: int | None = None,
     meta_interval: int = 1,
+    resume: bool = False,
+    checkpoint_interval_s: float = 60.0,
+    max_nonfinite_skips: int = 10,
 ) -> dict[str, Any]:
     """``lpg discover online ENV --objective NAME``: one agent's lifetime with online meta-gradients.
+
+    Toy environments write training checkpoints to ``out/training_state``
+    (every ``checkpoint_interval_s`` seconds at chunk boundaries, and on
+    SIGINT/SIGTERM) and continue with ``resume`` exactly where they stopped.
 
     Batch shape, agent optimiser and default steps come from the environment's
     training preset (``training.presets``); the outer loss is the policy
@@ -644,9 +706,13 @@ def discover_online(
         raise UnknownNameError(f"unknown online objective {objective!r}; choose mgrl, self_tuning or frodo")
     if inner_steps < 1:
         raise InvalidConfigError(f"--inner-steps must be >= 1, got {inner_steps}")
+    check_mix_coefficient(mix, mix_k)
+    validate_longrun(checkpoint_interval_s, max_nonfinite_skips)
     if env.startswith("atari/"):
+        if resume:
+            raise InvalidConfigError("--resume is not available for Atari runs yet (envpool's emulator state cannot be checkpointed)")
         return _discover_atari(
-            env, objective, inner_steps=inner_steps, mix=mix, frames=frames, steps=steps, seed=seed, out=out,
+            env, objective, inner_steps=inner_steps, mix=mix, mix_k=mix_k, frames=frames, steps=steps, seed=seed, out=out,
             num_seeds=num_seeds, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate,
             meta_grad_clip=meta_grad_clip, outer_gamma=outer_gamma, outer_lambda=outer_lambda,
             stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
@@ -665,7 +731,7 @@ def discover_online(
     obj: Objective = objectives.make(objective)
     agent = make_agent(spec, network, y_size=obj.heads.y_size)
     trainer = ActorCriticTrainer.create(environment, agent, obj, config, total_updates=num_updates)
-    meta = MetaGradConfig(inner_steps=inner_steps, mix=mix, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate, meta_grad_clip=meta_grad_clip, stac_kl_weight=stac_kl_weight)
+    meta = MetaGradConfig(inner_steps=inner_steps, mix=mix, mix_k=mix_k, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate, meta_grad_clip=meta_grad_clip, stac_kl_weight=stac_kl_weight)
     mt = MetaGradientTrainer.create(trainer, pg_outer_objective(outer_gamma, outer_lambda), meta)
     run_config = {
         "command": "discover online",
@@ -680,8 +746,15 @@ def discover_online(
         "num_seeds": num_seeds,
         "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda},
     }
+    if resume and not (Path(out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {out!r} holds no run to resume; run without --resume to start")
     run = RunDir.prepare(out, run_config)
-    rec = run_meta(mt, num_updates, seed, num_seeds, run, label=f"discover online {spec.name} ({objective})", progress=progress)
+    guard = LongRun(
+        run.path / "training_state", resume=resume, checkpoint_interval_s=checkpoint_interval_s,
+        max_nonfinite_skips=max_nonfinite_skips, what=f"discover online {spec.name}",
+    )
+    with guard:
+        rec = run_meta(mt, num_updates, seed, num_seeds, run, label=f"discover online {spec.name} ({objective})", progress=progress, guard=guard)
     final, per_seed = _final_return_stats(rec["metrics"])
     summary = {
         "env": spec.name,
@@ -699,6 +772,8 @@ def discover_online(
         "seed": seed,
         "num_seeds": num_seeds,
         "wall_s": rec["wall_s"],
+        "nonfinite_skips": guard.total_skips,
+        "resumed_at_update": rec["resumed_at"] if resume else None,
     }
     plot_lines(run.path / "learning_curve.png", [(objective, *rec["curve"])], title=f"{spec.name}: episode return ({objective})", xlabel="environment steps per seed", ylabel="mean episode return")
     if rec["eta_curve"]:

@@ -1,7 +1,7 @@
 """Command-line classes of online discovery (tyro; wired into ``lpg.cli`` by the lead).
 
-* ``ExperimentCommand``:   ``lpg experiment NAME --out DIR [--seeds K] [--inner-steps n] [--mix] [--monte-carlo K] [--steps N]``
-* ``DiscoverOnlineCommand``: ``lpg discover online ENV --objective {mgrl,self_tuning,frodo} [--inner-steps n] [--mix] --steps N --seed S --out DIR``
+* ``ExperimentCommand``:   ``lpg experiment NAME --out DIR [--seeds K] [--inner-steps n] [--mix [--mix-coefficient k]] [--monte-carlo K] [--steps N]``
+* ``DiscoverOnlineCommand``: ``lpg discover online ENV --objective {mgrl,self_tuning,frodo} [--inner-steps n] [--mix [--mix-coefficient k]] --steps N --seed S --out DIR``
 * ``BenchOnlineCommand``:  ``lpg bench online`` (meta-step time / plain actor-critic step time)
 
 Bad input raises ``lpg.errors.UserInputError`` subclasses (one line, exit status 2).
@@ -39,8 +39,10 @@ class ExperimentCommand:
     """First random seed."""
     inner_steps: int | None = None
     """n of the n-step meta-gradient (default: preset; 0 = fixed baseline for snake-metagrad)."""
-    mix: bool | None = None
-    """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n (default: preset)."""
+    mix: bool = False
+    """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n instead of plain n-step."""
+    mix_coefficient: float | None = None
+    """kappa of the mixing estimator (Bonnet et al. eq. 10), in [0, 1]; needs --mix; default 1 - 1/n."""
     monte_carlo: int | None = None
     """Meta-gradients averaged per meta-update (default: preset)."""
     steps: int | None = None
@@ -61,7 +63,8 @@ class ExperimentCommand:
             seed=self.seed,
             seeds=self.seeds,
             inner_steps=self.inner_steps,
-            mix=self.mix,
+            mix=self.mix or None,
+            mix_k=self.mix_coefficient,
             monte_carlo=self.monte_carlo,
             steps=self.steps,
             progress=self.progress,
@@ -96,8 +99,10 @@ class DiscoverOnlineCommand:
     """n of the n-step meta-gradient (look-ahead updates per meta-gradient)."""
     mix: bool = False
     """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n."""
+    mix_coefficient: float | None = None
+    """kappa of the mixing estimator (Bonnet et al. eq. 10), in [0, 1]; needs --mix; default 1 - 1/n."""
     steps: int | None = None
-    """Environment steps per seed (default: the environment's preset)."""
+    """Environment steps per seed, rounded up to whole updates (default: the environment's preset)."""
     seed: int = 0
     """Random seed of the first agent."""
     num_seeds: int = 1
@@ -118,6 +123,12 @@ class DiscoverOnlineCommand:
     """Atari only: a meta-gradient every this many updates (plain updates in between)."""
     network: NetworkConfig = NetworkConfig()
     """Agent network."""
+    resume: bool = False
+    """Continue the run in --out from its newest training checkpoint (same command otherwise; toy environments)."""
+    checkpoint_interval_s: float = 60.0
+    """Seconds between training checkpoints in --out/training_state (0 = after every chunk); SIGINT/SIGTERM also write one."""
+    max_nonfinite_skips: int = 10
+    """Stop after this many consecutive updates with a non-finite gradient or meta-gradient (each is skipped and counted)."""
     progress: bool = True
     """Show progress on stderr."""
 
@@ -133,6 +144,7 @@ class DiscoverOnlineCommand:
             self.objective,
             inner_steps=self.inner_steps,
             mix=self.mix,
+            mix_k=self.mix_coefficient,
             steps=self.steps,
             seed=self.seed,
             out=self.out,
@@ -145,6 +157,9 @@ class DiscoverOnlineCommand:
             progress=self.progress,
             frames=self.frames,
             meta_interval=self.meta_interval,
+            resume=self.resume,
+            checkpoint_interval_s=self.checkpoint_interval_s,
+            max_nonfinite_skips=self.max_nonfinite_skips,
         )
         final = summary["final_return"]
         eta = ", ".join(f"{k}={v:.4g}" for k, v in summary["final_meta_parameters"].items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import Annotated, Any, Callable
 
 import jax
@@ -18,12 +19,14 @@ import numpy as np
 import tyro
 
 from lpg import envs
+from lpg.distributed import shard_batch
 from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig, validate_optimizer
 from lpg.progress import ProgressBar
 from lpg.run_io import RunDir, plot_lines
 from training.actor_critic import ActorCriticTrainer, LearnerState, TrainConfig
+from training.longrun import SKIP_KEY, LongRun, merge_history, run_identity, validate_longrun
 from training.presets import default_preset
 
 FINAL_FRACTION = 0.1  # final_return: episodes completed in the last 10 % of steps
@@ -45,23 +48,35 @@ def train_loop(
     num_updates: int,
     *,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    guard: LongRun | None = None,
+    start: int = 0,
+    history: dict[str, np.ndarray] | None = None,
+    checkpoint_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> tuple[LearnerState, dict[str, np.ndarray]]:
     """Runs ``num_updates`` updates of every seed; returns final states and metrics [S, U].
 
     ``on_chunk(updates_done, chunk_metrics)`` is called after each chunk with
-    that chunk's metrics as numpy arrays [S, chunk].
+    that chunk's metrics as numpy arrays [S, chunk]. With a ``guard``
+    (training/longrun.py) skipped updates are counted and training checkpoints
+    written between chunks; a resumed run passes the restored ``start``
+    (updates done) and ``history`` (their metrics) and runs the rest of the same
+    chunk schedule.
     """
     collected: list[dict[str, np.ndarray]] = []
-    done = 0
-    for size in chunk_sizes(num_updates):
+    done = start
+    for size in LongRun.remaining(chunk_sizes(num_updates), start):
         states, metrics = trainer.run_seeds(states, eta, size)
         metrics = jax.tree.map(np.asarray, jax.device_get(metrics))
         collected.append(metrics)
         done += size
+        if guard is not None:
+            guard.count_skips(done, metrics[SKIP_KEY])
         if on_chunk is not None:
             on_chunk(done, metrics)
-    merged = {k: np.concatenate([m[k] for m in collected], axis=1) for k in collected[0]} if collected else {}
-    return states, merged
+        if guard is not None:
+            extra = checkpoint_extra() if checkpoint_extra is not None else None
+            guard.after_chunk(done, states, extra=extra, history=merge_history(history, collected), final=done == num_updates)
+    return states, merge_history(history, collected)
 
 
 def final_return(metrics: dict[str, np.ndarray], fraction: float = FINAL_FRACTION) -> np.ndarray:
@@ -84,7 +99,7 @@ class TrainOptions:
     Attributes:
       env: Environment name (see `lpg envs`).
       objective: Objective name (see `lpg objectives`).
-      steps: Environment steps per seed (default: the environment's preset, see README).
+      steps: Environment steps per seed, rounded up to whole updates (default: the environment's preset, see README).
       seed: Random seed of the first agent.
       num_seeds: Agents trained in parallel under vmap, with seeds seed, seed+1, ...
       out: Output folder (created; must be empty or hold this same run).
@@ -97,6 +112,9 @@ class TrainOptions:
       progress: Show a progress bar with ETA on stderr.
       frames: Atari only: emulator frames to train for (4 per agent step; default 10M).
       overlap: Atari only: learn on one rollout while acting on the next (use --objective vtrace).
+      resume: Continue the run in --out from its newest training checkpoint (same command otherwise).
+      checkpoint_interval_s: Seconds between training checkpoints in --out/training_state (0 = after every chunk of updates); SIGINT/SIGTERM also write one.
+      max_nonfinite_skips: Stop after this many consecutive updates with a non-finite gradient (each is skipped and counted).
     """
 
     env: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV")]
@@ -114,6 +132,10 @@ class TrainOptions:
     progress: bool = True
     frames: int | None = None
     overlap: bool = False
+    resume: bool = False
+    checkpoint_interval_s: float = 60.0
+    max_nonfinite_skips: int = 10
+
 
 
 def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
@@ -180,46 +202,67 @@ def train(options: TrainOptions) -> dict[str, Any]:
         raise InvalidConfigError(f"--num-seeds must be positive, got {options.num_seeds}")
     config = build_train_config(options, preset.config)
     config.validate()
+    validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
     num_updates = max(1, math.ceil(steps / config.steps_per_update))
     agent = make_agent(spec, options.network, y_size=objective.heads.y_size)
     trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
     run_config = {
         "command": "train",
-        "options": options,
+        "options": run_identity(options),
         "train_config": config,
         "objective_config": objective.config_dict(),
         "num_updates": num_updates,
     }
+    if options.resume and not (Path(options.out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {options.out!r} holds no run to resume; run without --resume to start")
     run = RunDir.prepare(options.out, run_config)
 
     eta = objective.init(jax.random.PRNGKey(options.seed))
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(options.seed, options.seed + options.num_seeds))
     start = time.perf_counter()
-    states = trainer.init_seeds(keys)
+    states = shard_batch(trainer.init_seeds(keys), config.num_envs)  # batch axis over devices
     steps_per_update = config.steps_per_update
-    curve_x: list[int] = []
-    curve_y: list[float] = []
     total_steps = num_updates * steps_per_update
+    guard = LongRun(
+        run.path / "training_state",
+        resume=options.resume,
+        checkpoint_interval_s=options.checkpoint_interval_s,
+        max_nonfinite_skips=options.max_nonfinite_skips,
+        what=f"train {spec.name}",
+    )
+    with guard:
+        done, states, extra = guard.start(states)
+        wall_before = float(extra.get("wall_s", 0.0))
+        curve_x: list[int] = list(extra.get("curve_x", []))
+        curve_y: list[float] = list(extra.get("curve_y", []))
+        done_updates = [done]
 
-    with ProgressBar(f"train {spec.name} ({objective.name})", total_steps, "steps", enabled=options.progress) as bar:
-        done_updates = [0]
+        def wall() -> float:
+            return wall_before + time.perf_counter() - start
 
-        def on_chunk(done: int, metrics: dict[str, np.ndarray]) -> None:
-            advance = (done - done_updates[0]) * steps_per_update
-            done_updates[0] = done
-            count = float(metrics["episode_count"].sum())
-            mean_return = float(metrics["episode_return_sum"].sum() / count) if count else float("nan")
-            row = {k: float(np.mean(v)) for k, v in metrics.items() if k not in ("episode_return_sum", "episode_count")}
-            row.update(episode_return=mean_return, episodes=count, wall_s=time.perf_counter() - start)
-            run.log(done * steps_per_update, row)
-            if count:
-                curve_x.append(done * steps_per_update)
-                curve_y.append(mean_return)
-            bar.update(advance, f"return {mean_return:.3f}" if count else "")
+        with ProgressBar(f"train {spec.name} ({objective.name})", total_steps, "steps", enabled=options.progress) as bar:
+            bar.update(done * steps_per_update)
 
-        states, metrics = train_loop(trainer, eta, states, num_updates, on_chunk=on_chunk)
+            def on_chunk(done: int, metrics: dict[str, np.ndarray]) -> None:
+                advance = (done - done_updates[0]) * steps_per_update
+                done_updates[0] = done
+                count = float(metrics["episode_count"].sum())
+                mean_return = float(metrics["episode_return_sum"].sum() / count) if count else float("nan")
+                row = {k: float(np.mean(v)) for k, v in metrics.items() if k not in ("episode_return_sum", "episode_count")}
+                row.update(episode_return=mean_return, episodes=count, wall_s=wall(), nonfinite_skips_total=guard.total_skips)
+                run.log(done * steps_per_update, row)
+                if count:
+                    curve_x.append(done * steps_per_update)
+                    curve_y.append(mean_return)
+                skipped = f", skipped {guard.total_skips}" if guard.total_skips else ""
+                bar.update(advance, (f"return {mean_return:.3f}" if count else "") + skipped)
+
+            states, metrics = train_loop(
+                trainer, eta, states, num_updates, on_chunk=on_chunk, guard=guard, start=done, history=extra.get("history"),
+                checkpoint_extra=lambda: {"wall_s": wall(), "curve_x": curve_x, "curve_y": curve_y},
+            )
     jax.block_until_ready(states.params)
-    wall_s = time.perf_counter() - start
+    wall_s = wall()
     per_seed = final_return(metrics)
     finite = per_seed[np.isfinite(per_seed)]
     summary = {
@@ -234,8 +277,10 @@ def train(options: TrainOptions) -> dict[str, Any]:
         "random_return": spec.random_return,
         "optimal_return": spec.optimal_return,
         "wall_s": wall_s,
-        "steps_per_s": options.num_seeds * total_steps / wall_s,
+        "steps_per_s": options.num_seeds * (total_steps - done * steps_per_update) / max(time.perf_counter() - start, 1e-9),
         "num_updates": num_updates,
+        "nonfinite_skips": guard.total_skips,
+        "resumed_at_update": done if options.resume else None,
     }
     hlines = [(name, value) for name, value in (("optimal", spec.optimal_return), ("random", spec.random_return)) if value is not None]
     plot_lines(
@@ -276,6 +321,8 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     frames = options.frames if options.frames is not None else (options.steps * 4 if options.steps is not None else 10_000_000)
     if options.num_seeds != 1:
         raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
+    if options.resume:
+        raise InvalidConfigError("--resume is not available for Atari runs yet (envpool's emulator state cannot be checkpointed)")
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
     defaults = AtariRunConfig()
     config = dataclasses.replace(
@@ -286,7 +333,7 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
         overlap=options.overlap,
     )
     validate_optimizer(config.optimizer)
-    run_config = {"command": "train", "options": options, "atari_config": config, "objective_config": objective.config_dict()}
+    run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}
     summary = train_atari(
         options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
         config, options.network, options.progress, run_config,

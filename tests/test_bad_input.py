@@ -1,0 +1,319 @@
+"""Bad input, everywhere (issue #6): one clear line, exit status 2, a typed exception, nothing half-written.
+
+Every command-line case calls ``lpg.cli.main`` in-process and checks that the
+exit status is 2, that stderr is exactly one line ``lpg: error: ...`` naming the
+problem (no traceback), and that nothing was half-written: the ``--out`` folder
+does not exist afterwards (or is byte-for-byte unchanged when it existed), and
+a checkpoint given to the command is unchanged. Each family of cases also has a
+Python-API test asserting its ``lpg.errors`` class.
+
+Sizes are tiny, and nearly every case fails during validation, before anything
+is compiled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lpg import checkpoint as ck
+from lpg.cli import main
+from lpg.errors import CheckpointError, InvalidConfigError, OutputDirError, UnknownNameError, UserInputError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lpg-toy-v1"
+PROC_OUT = "/proc/lpg-test-out"  # unwritable even for root (the suite runs as root, so chmod proves nothing)
+
+# Each command at a tiny size that passes validation (so a case fails only on what it changes).
+TRAIN = ["train", "catch", "--steps", "100"]
+ONLINE = ["discover", "online", "catch", "--steps", "100"]
+OFFLINE = [
+    "discover", "offline", "--envs", "chain/short", "--meta-steps", "1", "--num-lifetimes", "1", "--num-envs", "2",
+    "--unroll-length", "2", "--lifetime-updates", "2", "--inner-updates", "1", "--eval-seeds", "1",
+]
+EVALUATE = ["evaluate", str(SHIPPED), "--envs", "chain/short", "--steps", "100", "--seeds", "1"]
+EXPERIMENT = ["experiment", "mrp-gamma", "--steps", "1", "--monte-carlo", "1"]
+COMMANDS = {"train": TRAIN, "discover online": ONLINE, "discover offline": OFFLINE, "evaluate": EVALUATE, "experiment": EXPERIMENT}
+
+
+def snapshot(path: Path) -> dict[str, bytes | None] | None:
+    """Every file's bytes (and every folder, as None) under ``path``; None if ``path`` does not exist."""
+    if not path.exists():
+        return None
+    if path.is_file():
+        return {".": path.read_bytes()}
+    return {p.relative_to(path).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(path.rglob("*"))}
+
+
+def assert_bad_input(capsys, args: list[str], phrase: str, out: Path | str, *, untouched: tuple[Path, ...] = ()) -> str:
+    """Runs ``lpg ARGS --out OUT --no-progress``; asserts status 2, one clear line, and nothing written."""
+    watched = (Path(out), SHIPPED, *untouched)
+    before = {path: snapshot(path) for path in watched}
+    code = main([*args, "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lpg: error: "), captured.err
+    assert phrase in lines[0], lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    for path in watched:
+        assert snapshot(path) == before[path], f"{path} was changed"
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- unknown names
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["train", "no_such_env", "--steps", "100"], "unknown environment 'no_such_env'"),
+        ([*TRAIN, "--objective", "nope"], "unknown objective 'nope'"),
+        ([*TRAIN, "--optimizer", "adamw"], "unknown optimizer 'adamw'"),
+        (["discover", "online", "no_such_env", "--steps", "100"], "unknown environment 'no_such_env'"),
+        ([*ONLINE, "--objective", "nope"], "unknown online objective 'nope'"),
+        ([*OFFLINE, "--envs", "chain/nope"], "unknown environment 'chain/nope'"),
+        ([*OFFLINE, "--envs", "atari/Pong"], "offline discovery runs on toy environments"),
+        ([*OFFLINE, "--method", "foo"], "unknown discovery method 'foo'"),
+        ([*OFFLINE, "--method", "es", "--es-algorithm", "Nope_ES"], "unknown evosax algorithm 'Nope_ES'"),
+        ([*OFFLINE, "--objective-config", "gama=0.9"], "no field 'gama'"),
+        ([*EVALUATE, "--envs", "chain/nope"], "unknown environment 'chain/nope'"),
+        (["experiment", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
+    ],
+    ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,
+)
+def test_unknown_name(tmp_path, capsys, args, phrase):
+    assert_bad_input(capsys, args, phrase, tmp_path / "out")
+
+
+def test_unknown_names_raise_unknown_name_error(tmp_path):
+    import objectives
+    from lpg import envs
+    from training.offline import OfflineConfig
+    from training.online import discover_online, run_experiment
+
+    calls = [
+        lambda: envs.make("no_such_env"),
+        lambda: envs.resolve_env_spec("gridworld/nope*"),
+        lambda: objectives.make("nope"),
+        lambda: discover_online("catch", "nope", out=str(tmp_path / "out")),
+        lambda: run_experiment("no-such-experiment", str(tmp_path / "out")),
+        lambda: OfflineConfig(method="foo").validate(),
+        lambda: OfflineConfig(method="es", es_algorithm="Nope_ES").validate(),
+    ]
+    for call in calls:
+        with pytest.raises(UnknownNameError):
+            call()
+    assert issubclass(UnknownNameError, UserInputError) and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(SHIPPED, tmp_path / "ckpt"))
+
+
+def _state_file(path: Path) -> Path:
+    return next(p for p in sorted((path / "state" / "d").iterdir()) if p.is_file())
+
+
+def _truncate(path: Path) -> None:
+    data = _state_file(path).read_bytes()
+    _state_file(path).write_bytes(data[: len(data) // 2])
+
+
+def _flip_bytes(path: Path) -> None:
+    file = _state_file(path)
+    data = bytearray(file.read_bytes())
+    for i in range(16, 48):
+        data[i] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
+def _edit_metadata(path: Path, **changes) -> None:
+    """Edits the checkpoint's metadata and rewrites its checksums, so that the metadata check fires (not the checksum)."""
+    meta_file = path / ck.META_FILE
+    meta = json.loads(meta_file.read_text())
+    meta.update(changes)
+    meta_file.write_text(json.dumps(meta))
+    ck._write_checksums(path)
+
+
+CHECKPOINT_CASES = {
+    "missing": (lambda p: shutil.rmtree(p), "no objective checkpoint at"),
+    "empty folder": (lambda p: [shutil.rmtree(p), p.mkdir()], "is not an objective checkpoint"),
+    "truncated": (_truncate, "is truncated or corrupted"),
+    "corrupted": (_flip_bytes, "is corrupted: the checksum of state/d/"),
+    "agent heads": (lambda p: _edit_metadata(p, agent_heads={"y_size": 7}), "expects agent heads y_size=7"),
+    "framework version": (lambda p: _edit_metadata(p, framework_version="9.0.0"), "written by framework version 9.0.0, incompatible"),
+    "format version": (lambda p: _edit_metadata(p, format_version=99), "has format version 99"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINT_CASES))
+def test_bad_checkpoint(tmp_path, capsys, case):
+    spoil, phrase = CHECKPOINT_CASES[case]
+    path = _copy(tmp_path)
+    spoil(path)
+    assert_bad_input(capsys, ["evaluate", str(path), "--envs", "chain/short", "--steps", "100"], phrase, tmp_path / "out", untouched=(path,))
+
+
+def test_resume_without_a_training_checkpoint(tmp_path, capsys):
+    assert_bad_input(capsys, [*OFFLINE, "--resume"], "--resume: no training checkpoint in", tmp_path / "out")
+
+
+def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
+    from training.offline import discover_offline
+    from training.offline_commands import DiscoverOfflineCommand
+
+    for case, (spoil, phrase) in CHECKPOINT_CASES.items():
+        path = Path(shutil.copytree(SHIPPED, tmp_path / case))
+        spoil(path)
+        with pytest.raises(CheckpointError, match=re.escape(phrase)):
+            ck.load_objective(path)
+    with pytest.raises(CheckpointError, match="no training checkpoint"):
+        discover_offline(DiscoverOfflineCommand(envs="chain/short", resume=True, out=str(tmp_path / "out")).options())
+    assert issubclass(CheckpointError, UserInputError) and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- invalid numbers
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        ([*TRAIN, "--steps", "0"], "--steps must be positive, got 0"),
+        ([*TRAIN, "--steps", "-5"], "--steps must be positive, got -5"),
+        ([*TRAIN, "--num-seeds", "0"], "--num-seeds must be positive"),
+        ([*ONLINE, "--steps", "0"], "--steps must be positive, got 0"),
+        ([*ONLINE, "--steps", "-5"], "--steps must be positive, got -5"),
+        ([*ONLINE, "--num-seeds", "0"], "--num-seeds must be positive"),
+        ([*ONLINE, "--inner-steps", "0"], "--inner-steps must be >= 1"),
+        ([*ONLINE, "--monte-carlo", "0"], "--monte-carlo must be >= 1"),
+        ([*ONLINE, "--mix", "--mix-coefficient", "1.5"], "--mix-coefficient must lie in [0, 1], got 1.5"),
+        ([*ONLINE, "--mix", "--mix-coefficient", "-0.1"], "--mix-coefficient must lie in [0, 1], got -0.1"),
+        ([*ONLINE, "--mix-coefficient", "0.5"], "add --mix"),
+        ([*OFFLINE, "--meta-steps", "-1"], "meta_steps must be >= 0"),
+        ([*OFFLINE, "--num-lifetimes", "0"], "num_lifetimes must be positive"),
+        ([*OFFLINE, "--num-lifetimes", "-3"], "num_lifetimes must be positive"),
+        ([*OFFLINE, "--num-lifetimes", "1", "--envs", "chain/short,chain/long"], "must be at least the number of environments"),
+        ([*OFFLINE, "--num-envs", "0"], "num_envs must be positive"),
+        ([*OFFLINE, "--unroll-length", "0"], "unroll_length must be positive"),
+        ([*OFFLINE, "--lifetime-updates", "0"], "lifetime_updates must be positive"),
+        ([*OFFLINE, "--lifetime-updates", "2", "--inner-updates", "5"], "lifetime_updates (2) must be >= inner_updates (5)"),
+        ([*OFFLINE, "--eval-seeds", "0"], "eval_seeds must be positive"),
+        ([*OFFLINE, "--lr-min", "0.5", "--lr-max", "0.1"], "lr_range must satisfy 0 < low <= high"),
+        ([*EVALUATE, "--steps", "0"], "--steps must be positive, got 0"),
+        ([*EVALUATE, "--seeds", "0"], "--seeds must be positive, got 0"),
+        ([*EXPERIMENT, "--steps", "0"], "--steps must be positive, got 0"),
+        ([*EXPERIMENT, "--steps", "-5"], "--steps must be positive, got -5"),
+        ([*EXPERIMENT, "--seeds", "0"], "--seeds must be positive"),
+        ([*EXPERIMENT, "--monte-carlo", "0"], "--monte-carlo must be >= 1"),
+        ([*EXPERIMENT, "--mix", "--mix-coefficient", "2"], "--mix-coefficient must lie in [0, 1], got 2.0"),
+        ([*EXPERIMENT, "--mix-coefficient", "0.5"], "add --mix"),
+        (["experiment", "snake-variance", "--mix-coefficient", "0.5"], "--mix-coefficient does not apply"),
+    ],
+    ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,
+)
+def test_invalid_number(tmp_path, capsys, args, phrase):
+    assert_bad_input(capsys, args, phrase, tmp_path / "out")
+
+
+def test_invalid_numbers_raise_invalid_config_error(tmp_path):
+    from evaluation.evaluate import EvaluateOptions, run_evaluate
+    from training.meta_gradient import MetaGradConfig
+    from training.offline import OfflineConfig
+    from training.online import discover_online, run_experiment
+    from training.train import TrainOptions, train
+
+    out = str(tmp_path / "out")
+    calls = [
+        lambda: train(TrainOptions("catch", steps=0, out=out)),
+        lambda: discover_online("catch", "mgrl", steps=-5, out=out),
+        lambda: discover_online("catch", "mgrl", mix=False, mix_k=0.5, steps=100, out=out),
+        lambda: run_experiment("mrp-gamma", out, mix=True, mix_k=1.5, steps=1),
+        lambda: run_evaluate(EvaluateOptions(str(SHIPPED), seeds=0, out=out)),
+        lambda: MetaGradConfig(mix=True, mix_k=-0.1).validate(),
+        lambda: OfflineConfig(num_lifetimes=0).validate(),
+        lambda: OfflineConfig(lifetime_updates=2, inner_updates=5).validate(),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidConfigError):
+            call()
+    assert not (tmp_path / "out").exists()
+
+
+def test_mix_coefficient_reaches_the_meta_gradient_config(tmp_path, monkeypatch):
+    """--mix-coefficient is passed to MetaGradConfig.mix_k (checked where the run's config is written: nothing runs)."""
+    from lpg.run_io import RunDir, to_jsonable
+    from training import online
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def prepare(out, config, **_):
+        seen.append(to_jsonable(config))
+        raise Stop
+
+    monkeypatch.setattr(RunDir, "prepare", staticmethod(prepare))
+    for args in ([*ONLINE, "--mix", "--inner-steps", "3", "--mix-coefficient", "0.25"], [*EXPERIMENT, "--mix", "--mix-coefficient", "0.25"]):
+        with pytest.raises(Stop):
+            main([*args, "--out", str(tmp_path / "out"), "--no-progress"])
+    assert seen[0]["meta"]["mix"] and seen[0]["meta"]["mix_k"] == 0.25
+    assert seen[1]["preset"]["mix"] and seen[1]["preset"]["mix_k"] == 0.25
+    assert online.build_mrp_gamma(online.MRPGammaPreset(mix=True, mix_k=0.25)).config.kappa == 0.25
+    snake = online.SnakeMetaGradPreset(inner_steps=3, mix=True, mix_k=0.25)
+    assert online.build_snake(snake, total_updates=10).config.kappa == 0.25
+    assert online.build_snake(online.SnakeMetaGradPreset(inner_steps=4, mix=True), total_updates=10).config.kappa == 0.75
+
+
+# --------------------------------------------------------------------------- output folders
+
+
+@pytest.mark.parametrize("where", ["under a file", "under /proc"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_unwritable_output_folder(tmp_path, capsys, command, where):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "sub" if where == "under a file" else Path(PROC_OUT)
+    assert_bad_input(capsys, COMMANDS[command], "cannot write to output folder", out, untouched=(blocker,))
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_output_folder_holding_a_different_run(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"command": "train", "options": {"env": "something else"}}) + "\n")
+    (out / "summary.json").write_text("{}\n")
+    assert_bad_input(capsys, COMMANDS[command], "already holds a different run", out)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_output_folder_that_is_not_an_lpg_run(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    (out / "photos").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    assert_bad_input(capsys, COMMANDS[command], "is not empty and holds no run", out)
+
+
+def test_output_folder_problems_raise_output_dir_error(tmp_path):
+    from lpg.run_io import RunDir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    taken = tmp_path / "taken"
+    RunDir.prepare(taken, {"run": 1})
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for out in (blocker, blocker / "sub", PROC_OUT, taken, foreign):
+        with pytest.raises(OutputDirError):
+            RunDir.prepare(out, {"run": 2})
+    assert json.loads((taken / "config.json").read_text()) == {"run": 1} and blocker.read_text() == "x"
+    assert not Path(PROC_OUT).exists() and issubclass(OutputDirError, UserInputError)

@@ -1,0 +1,262 @@
+"""Long runs: non-finite guards, exact resume after a crash or SIGKILL, SIGTERM checkpoints (issue #6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lpg import envs
+from lpg.checkpoint import latest_training_step, load_objective
+from lpg.cli import main
+from lpg.networks import NetworkConfig, make_agent
+from training.actor_critic import ActorCriticTrainer, TrainConfig
+from training.longrun import SKIP_KEY, LongRun, guarded_apply
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_TOY = [
+    "--envs", "chain/short", "--num-lifetimes", "2", "--num-envs", "4", "--unroll-length", "10",
+    "--lifetime-updates", "6", "--inner-updates", "2", "--eval-every", "0", "--eval-updates", "3", "--eval-seeds", "1",
+    "--no-progress",
+]
+
+
+def _checkpoint_arrays(directory: Path) -> list[np.ndarray]:
+    """The arrays of the newest training checkpoint in ``directory`` (restored without a target, for comparison)."""
+    import orbax.checkpoint as ocp
+
+    step = latest_training_step(directory)
+    restored = ocp.StandardCheckpointer().restore(directory / str(step) / "state")
+    return [np.asarray(x) for x in jax.tree.leaves(restored)]
+
+
+def _assert_trees_equal(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    assert len(a) == len(b) and a
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+# --------------------------------------------------------------------------- guards inside jit
+
+
+def test_guarded_apply_keeps_the_old_value_on_a_non_finite_gradient():
+    new, old = {"w": jnp.ones(3)}, {"w": jnp.zeros(3)}
+    for grad, expected, skipped in (({"g": jnp.ones(2)}, new, 0.0), ({"g": jnp.array([1.0, jnp.nan])}, old, 1.0),
+                                    ({"g": jnp.array([jnp.inf, 1.0])}, old, 1.0)):
+        for fn in (guarded_apply, jax.jit(guarded_apply)):
+            value, flag = fn(grad, new, old)
+            np.testing.assert_array_equal(value["w"], expected["w"])
+            assert float(flag) == skipped
+
+
+def test_agent_update_skips_a_non_finite_gradient_under_jit_and_vmap():
+    env = envs.make("catch")
+    agent = make_agent(env.spec, NetworkConfig(hidden_sizes=(16,)))
+    trainer = ActorCriticTrainer.create(env, agent, __import__("objectives").make("a2c"), TrainConfig(4, 5))
+    state = trainer.init(jax.random.PRNGKey(0))
+    state, rollout = trainer.act(state)
+    poisoned = rollout.replace(reward=rollout.reward.at[2, 1].set(jnp.nan))
+    update = jax.jit(trainer.agent_update)
+    params, opt_state, metrics = update(state.params, state.opt_state, {}, rollout)
+    assert float(metrics[SKIP_KEY]) == 0.0
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)))
+    params, opt_state, metrics = update(state.params, state.opt_state, {}, poisoned)
+    assert float(metrics[SKIP_KEY]) == 1.0
+    _assert_trees_equal(jax.tree.leaves(params), jax.tree.leaves(state.params))
+    _assert_trees_equal(jax.tree.leaves(opt_state), jax.tree.leaves(state.opt_state))
+    both = jax.tree.map(lambda a, b: jnp.stack([a, b]), rollout, poisoned)
+    batched = jax.vmap(trainer.agent_update, in_axes=(None, None, None, 0))(state.params, state.opt_state, {}, both)
+    np.testing.assert_array_equal(batched[2][SKIP_KEY], [0.0, 1.0])
+
+
+def test_consecutive_skips_stop_the_run_with_a_clear_message(tmp_path):
+    guard = LongRun(tmp_path / "ts", resume=False, checkpoint_interval_s=0, max_nonfinite_skips=3, what="test run")
+    assert guard.count_skips(4, np.array([[0, 1, 1, 0], [1, 0, 0, 0]])) == 3
+    assert guard.count_skips(6, np.array([[1, 1], [0, 0]])) == 2  # seed 0: 2 in a row so far
+    with pytest.raises(Exception, match="3 consecutive updates had non-finite"):
+        guard.count_skips(7, np.array([[1], [0]]))
+
+
+# --------------------------------------------------------------------------- offline: NaN injection, SIGKILL
+
+
+def _inject_nan_meta_gradient(monkeypatch, from_step: int, to_step: int) -> None:
+    from training.offline import OfflineTrainer
+
+    original = OfflineTrainer.meta_gradient
+
+    def poisoned(self, state):
+        grads, per_lifetime, lifetimes, metrics = original(self, state)
+        bad = (state.step >= from_step) & (state.step <= to_step)
+        grads = jax.tree.map(lambda g: jnp.where(bad, jnp.nan, g), grads)
+        return grads, per_lifetime, lifetimes, metrics
+
+    monkeypatch.setattr(OfflineTrainer, "meta_gradient", poisoned)
+
+
+def test_offline_nan_meta_gradient_is_skipped_counted_and_the_objective_stays_finite(tmp_path, monkeypatch, capsys):
+    _inject_nan_meta_gradient(monkeypatch, from_step=2, to_step=2)  # the 3rd meta-step
+    out = tmp_path / "run"
+    assert main(["discover", "offline", "--method", "grad", "--meta-steps", "4", "--out", str(out), *OFFLINE_TOY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nonfinite_skips"] == 1 and summary["meta_steps"] == 4
+    rows = {row["step"]: row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "meta_loss" in row}
+    assert [rows[s][SKIP_KEY] for s in (1, 2, 3, 4)] == [0.0, 0.0, 1.0, 0.0]
+    assert rows[4]["nonfinite_skips_total"] == 1
+    _, eta, _ = load_objective(out / "objective")
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
+
+
+def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    _inject_nan_meta_gradient(monkeypatch, from_step=2, to_step=10**6)
+    out = tmp_path / "run"
+    args = ["discover", "offline", "--method", "grad", "--meta-steps", "8", "--checkpoint-every", "1", "--max-nonfinite-skips", "2"]
+    assert main([*args, "--out", str(out), *OFFLINE_TOY]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 consecutive updates had non-finite" in err[0] and "last good checkpoint" in err[0]
+    assert latest_training_step(out / "training_state") == 3  # meta-steps 3 (skipped, eta kept) was saved; 4 stopped
+    assert not (out / "summary.json").exists()
+    _, eta, metadata = load_objective(out / "objective")
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lpg.cli", *args]
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, directory: Path, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before its first checkpoint: {proc.communicate()[1][-2000:]}")
+        if directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir()):
+            return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no checkpoint appeared in time")
+
+
+def test_offline_killed_at_a_random_moment_and_resumed_equals_an_uninterrupted_run(tmp_path):
+    args = ["discover", "offline", "--method", "grad", "--meta-steps", "40", "--checkpoint-every", "1", *OFFLINE_TOY]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main([*args, "--out", str(whole)]) == 0
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(_cli(*args, "--out", str(killed)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(proc, killed / "training_state")
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.6))  # a random moment: mid-step, mid-save, ...
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; lengthen it"
+
+    resumed = subprocess.run(_cli(*args, "--out", str(killed), "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _, eta_whole, _ = load_objective(whole / "objective")
+    _, eta_killed, _ = load_objective(killed / "objective")
+    _assert_trees_equal(jax.tree.leaves(eta_whole), jax.tree.leaves(eta_killed))
+    _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(killed / "training_state"))
+
+
+# --------------------------------------------------------------------------- train and discover online: crash, SIGTERM, resume
+
+
+def test_train_stopped_by_sigterm_saves_and_resumes_to_the_uninterrupted_result(tmp_path):
+    args = ["train", "catch", "--steps", "60000", "--checkpoint-interval-s", "0", "--no-progress"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert main([*args, "--out", str(whole)]) == 0
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(_cli(*args, "--out", str(stopped)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(proc, stopped / "training_state")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "--resume" in lines[0]
+    assert not (stopped / "summary.json").exists()
+    saved = latest_training_step(stopped / "training_state")
+    assert saved is not None and saved < 94  # 60000 steps / 640 per update -> 94 updates
+
+    assert main([*args, "--out", str(stopped), "--resume"]) == 0
+    a = json.loads((whole / "summary.json").read_text())
+    b = json.loads((stopped / "summary.json").read_text())
+    assert a["final_return"] == b["final_return"] and b["resumed_at_update"] == saved
+    _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(stopped / "training_state"))
+
+
+def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    from training.meta_gradient import MetaGradientTrainer
+    from training.online import discover_online
+
+    kwargs = dict(steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=2, network=NetworkConfig(hidden_sizes=(16,)))
+    whole = discover_online("catch", "self_tuning", out=str(tmp_path / "whole"), **kwargs)
+
+    original, calls = MetaGradientTrainer.run_seeds, [0]
+
+    def crash_on_the_fourth_chunk(self, states, num_steps):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise RuntimeError("simulated crash")
+        return original(self, states, num_steps)
+
+    monkeypatch.setattr(MetaGradientTrainer, "run_seeds", crash_on_the_fourth_chunk)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        discover_online("catch", "self_tuning", out=str(tmp_path / "split"), **kwargs)
+    monkeypatch.setattr(MetaGradientTrainer, "run_seeds", original)
+    split = discover_online("catch", "self_tuning", out=str(tmp_path / "split"), resume=True, **kwargs)
+    assert split["resumed_at_update"] == 3
+    assert whole["final_meta_parameters"] == split["final_meta_parameters"]
+    assert whole["final_return"] == split["final_return"]
+    _assert_trees_equal(_checkpoint_arrays(tmp_path / "whole" / "training_state"), _checkpoint_arrays(tmp_path / "split" / "training_state"))
+
+
+def test_rerunning_into_a_run_with_checkpoints_needs_resume(tmp_path, capsys):
+    args = ["train", "chain/short", "--steps", "2000", "--checkpoint-interval-s", "0", "--no-progress", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "add --resume" in err[-1]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+    assert main([*args, "--resume"]) == 0  # a finished run resumes to its summary at once
+
+
+def test_evaluate_stopped_by_sigint_resumes_without_retraining_finished_environments(tmp_path):
+    shipped = ROOT / "checkpoints" / "lpg-toy-v1"
+    args = ["evaluate", str(shipped), "--envs", "chain/short,chain/long,catch", "--steps", "30000", "--seeds", "1", "--no-progress"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert main([*args, "--out", str(whole)]) == 0
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(_cli(*args, "--out", str(stopped)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (stopped / "partial_results.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the evaluation ended before its first environment was saved"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the evaluation finished before SIGINT arrived")
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and "SIGINT" in err and "--resume" in err
+    finished = json.loads((stopped / "partial_results.json").read_text())["results"]
+    assert 1 <= len(finished) < 3 and not (stopped / "summary.json").exists()
+
+    assert main([*args, "--out", str(stopped)]) == 2  # unfinished: needs --resume
+    assert main([*args, "--out", str(stopped), "--resume"]) == 0
+    a = json.loads((whole / "summary.json").read_text())
+    b = json.loads((stopped / "summary.json").read_text())
+    for name in a["results"]:
+        for key in ("return_per_seed", "a2c_return_per_seed", "random_return_per_seed", "a2c_normalised"):
+            assert a["results"][name][key] == b["results"][name][key], (name, key)
+    assert not (stopped / "partial_results.json").exists()
