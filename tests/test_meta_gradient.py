@@ -191,8 +191,9 @@ def test_run_monte_carlo_and_baseline_finite():
     assert metrics["meta_grad_norm"].shape == (2,)
     assert np.all(np.isfinite(metrics["meta_grad_norm"])) and np.all(np.isfinite(metrics["outer_kl"]))
     assert set(metrics) >= {"eta/gamma", "eta/td_lambda", "episode_return_sum", "episode_count", "meta_loss"}
-    grads = mt.estimate(state, jax.random.PRNGKey(0), 4)
-    assert grads["gamma_logit"].shape == (4,) and np.all(np.isfinite(grads["gamma_logit"]))
+    grads = mt.estimate(state, jax.random.PRNGKey(0), 5, batch_size=2)
+    assert grads["gamma_logit"].shape == (5,) and np.all(np.isfinite(grads["gamma_logit"]))
+    chex.assert_trees_all_close(grads, mt.estimate(state, jax.random.PRNGKey(0), 5, batch_size=8), rtol=1e-5)
 
     base, _ = _setup("adam", MetaGradConfig(inner_steps=0))
     base_state = state

@@ -311,14 +311,22 @@ class MetaGradientTrainer:
         aux = jax.tree.map(lambda x: x[0], aux)
         return grads, dict(aux, metrics=metrics)
 
-    @functools.partial(jax.jit, static_argnums=(0, 3))
-    def estimate(self, state: MetaState, key: chex.PRNGKey, num_estimates: int) -> Eta:
+    def estimate(self, state: MetaState, key: chex.PRNGKey, num_estimates: int, batch_size: int = 8) -> Eta:
         """``num_estimates`` independent single meta-gradients at ``state`` (leading axis), for variance studies.
 
         Each estimate uses this trainer's estimator with one Monte-Carlo sample.
+        Estimates are computed ``batch_size`` at a time under ``vmap`` (a
+        10-step look-ahead of a conv agent for 32 estimates at once does not
+        fit in memory); the result does not depend on ``batch_size``.
         """
+        keys = jax.random.split(key, num_estimates)
+        parts = [self._estimate_batch(state, keys[i : i + batch_size]) for i in range(0, num_estimates, batch_size)]
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def _estimate_batch(self, state: MetaState, keys: chex.PRNGKey) -> Eta:
         grad_fn = jax.grad(self.meta_loss, has_aux=True)
-        return jax.vmap(lambda kk: grad_fn(state.eta, state, kk)[0])(jax.random.split(key, num_estimates))
+        return jax.vmap(lambda kk: grad_fn(state.eta, state, kk)[0])(keys)
 
     # -- stepping --------------------------------------------------------
     def meta_step(self, state: MetaState) -> tuple[MetaState, Metrics]:
