@@ -94,3 +94,33 @@ def test_evaluate_a_saved_objective_on_atari(tmp_path):
 def test_non_positive_atari_batch_is_a_clean_error(tmp_path, capsys, flag):
     assert main(["train", "atari/Pong", "--frames", "100", flag, "0", "--out", str(tmp_path / "x")]) == 2
     assert "must be positive" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "frodo"])
+def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch, command):
+    """Atari resume restores the learner (and FRODO's eta, meta-optimiser, pending rollout); games restart fresh."""
+    import training.atari as atari
+
+    out = tmp_path / command
+    args = (["train", "atari/Pong", "--objective", "a2c"] if command == "train" else ["discover", "online", "atari/Pong", "--objective", "frodo"])
+    args += ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0", "--out", str(out), "--no-progress"] \
+        if command == "train" else ["--frames", "6400", "--checkpoint-interval-s", "0", "--out", str(out), "--no-progress"]
+    original, calls = atari.AtariActor.collect, [0]
+
+    def crash_on_the_fourth_rollout(self, params):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise RuntimeError("simulated crash")
+        return original(self, params)
+
+    monkeypatch.setattr(atari.AtariActor, "collect", crash_on_the_fourth_rollout)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(args)
+    monkeypatch.setattr(atari.AtariActor, "collect", original)
+    assert not (out / "summary.json").exists()
+    assert main(args) == 2  # a run with checkpoints needs --resume
+    assert main([*args, "--resume"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_at_update"] == 3 and summary["frames"] >= 1280
+    if command == "frodo":
+        assert summary["final_meta_parameters"]["eta/head_norm"] > 0

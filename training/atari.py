@@ -40,6 +40,7 @@ from lpg.progress import ProgressBar
 from lpg.run_io import RunDir, plot_lines
 from lpg.types import Rollout
 from training.actor_critic import ActorCriticTrainer, TrainConfig
+from training.longrun import SKIP_KEY, LongRun, guarded_apply
 
 FINAL_FRACTION = 0.1
 
@@ -92,6 +93,14 @@ class AtariActor:
         self._act = act
         timestep = env.reset()
         self._last = (timestep.observation, timestep.reward, timestep.discount, timestep.done)
+
+    def empty_rollout(self) -> Rollout:
+        """A rollout of zeros with this actor's shapes."""
+        return Rollout(
+            observation=jnp.zeros_like(self._obs), action=jnp.zeros_like(self._action), reward=jnp.zeros_like(self._reward),
+            discount=jnp.zeros_like(self._discount), done=jnp.zeros_like(self._done),
+            behaviour_logits=jnp.zeros_like(self._logits), episode_return=jnp.zeros_like(self._episode_return),
+        )
 
     def collect(self, params: Any) -> Rollout:
         """One rollout of ``unroll_length`` steps with ``params``; overlaps the previous one by a step."""
@@ -149,16 +158,18 @@ def train_atari(
     network: NetworkConfig = NetworkConfig(),
     progress: bool = True,
     run_config: dict | None = None,
+    **longrun: Any,
 ) -> dict[str, Any]:
     """Trains one agent on ``env_name`` for ``frames`` emulator frames with ``objective`` at ``eta``.
 
     Returns the summary (also written to ``out`` when given): ``score`` (mean
     raw game score of the games finished in the last 10 % of frames),
-    ``human_normalised``, frames, wall time and frames/s.
+    ``human_normalised``, frames, wall time and frames/s. ``longrun``:
+    ``resume``, ``checkpoint_interval_s``, ``max_nonfinite_skips`` (see ``run_atari``).
     """
     return run_atari(
         env_name, objective, frames, seed, out, config, network, progress, run_config,
-        make_learner=lambda trainer: PlainLearner(trainer, eta, config.overlap),
+        make_learner=lambda trainer: PlainLearner(trainer, eta, config.overlap), **longrun,
     )
 
 
@@ -191,13 +202,26 @@ class PlainLearner:
         return metrics
 
     def finish(self) -> dict[str, Any]:
+        metrics = self._settle()
+        if self._pool is not None:
+            self._pool.shutdown()
+        return metrics
+
+    def _settle(self) -> dict[str, Any]:
+        """Waits for the update in flight (overlap) and applies it."""
         metrics = {}
         if self._pending is not None:
             self.params, self.opt_state, metrics = self._pending.result()
             self._pending = None
-        if self._pool is not None:
-            self._pool.shutdown()
         return metrics
+
+    def state(self) -> dict[str, Any]:
+        """The learner's arrays for a training checkpoint (with overlap, the update in flight is applied first)."""
+        self._settle()
+        return {"params": self.params, "opt_state": self.opt_state}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.params, self.opt_state = state["params"], state["opt_state"]
 
     def eta_metrics(self) -> dict[str, float]:
         return {}
@@ -225,6 +249,7 @@ class MetaLearner:
         self._meta = jax.jit(self._meta_update)
         self.count = 0
         self.pending: Rollout | None = None
+        self.empty_rollout: Rollout | None = None  # a zero rollout of the right shape (checkpoints before the first one)
 
     def init(self, key: chex.PRNGKey) -> None:
         trainer = self.mt.trainer
@@ -245,8 +270,11 @@ class MetaLearner:
             return loss, (params1, opt1, {**inner_metrics, **outer_metrics, "meta_loss": loss})
 
         grads, (params1, opt1, metrics) = jax.grad(meta_loss, has_aux=True)(eta)
-        updates, meta_opt_state = self.mt.meta_optimizer.update(grads, meta_opt_state, eta)
-        eta = optax.apply_updates(eta, updates)
+        updates, new_meta_opt_state = self.mt.meta_optimizer.update(grads, meta_opt_state, eta)
+        # A non-finite meta-gradient skips the meta-update (training/longrun.py).
+        (eta, meta_opt_state), meta_skipped = guarded_apply(grads, (optax.apply_updates(eta, updates), new_meta_opt_state), (eta, meta_opt_state))
+        metrics["nonfinite_meta_skipped"] = meta_skipped
+        metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         metrics["meta_grad_norm"] = optax.tree.norm(grads)
         params1, opt1 = jax.lax.stop_gradient((params1, opt1))
         next_params, next_opt, _ = trainer.agent_update(params1, opt1, eta, outer)
@@ -274,6 +302,20 @@ class MetaLearner:
         self.params = self.next_params
         return {}
 
+    def state(self) -> dict[str, Any]:
+        """The learner's arrays for a training checkpoint (the pending rollout included)."""
+        return {
+            "params": self.params, "opt_state": self.opt_state, "eta": self.eta, "meta_opt_state": self.meta_opt_state,
+            "next_params": self.next_params, "next_opt_state": self.next_opt_state, "count": jnp.asarray(self.count, jnp.int32),
+            "pending": self.pending if self.pending is not None else self.empty_rollout,
+            "has_pending": jnp.asarray(self.pending is not None),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.params, self.opt_state, self.eta = state["params"], state["opt_state"], state["eta"]
+        self.meta_opt_state, self.next_params, self.next_opt_state = state["meta_opt_state"], state["next_params"], state["next_opt_state"]
+        self.count, self.pending = int(state["count"]), state["pending"] if bool(state["has_pending"]) else None
+
     def eta_metrics(self) -> dict[str, float]:
         return {f"eta/{k}": float(v) for k, v in self.mt.objective.describe_eta(self.eta).items()}
 
@@ -289,12 +331,26 @@ def run_atari(
     progress: bool,
     run_config: dict | None,
     make_learner,
+    *,
+    resume: bool = False,
+    checkpoint_interval_s: float = 60.0,
+    max_nonfinite_skips: int = 10,
 ) -> dict[str, Any]:
     """The Atari host loop shared by plain training and online discovery.
 
     ``make_learner(trainer)`` returns an object with ``init(key)``,
-    ``acting_params``, ``learn(rollout) -> metrics``, ``finish()`` and
-    ``eta_metrics()`` (``PlainLearner`` or ``MetaLearner``).
+    ``acting_params``, ``learn(rollout) -> metrics``, ``finish()``,
+    ``eta_metrics()``, ``state()`` and ``restore(state)`` (``PlainLearner``
+    or ``MetaLearner``).
+
+    With ``out``, the learner's state (and the actor's RNG key, the scores so
+    far) is checkpointed to ``out/training_state`` every
+    ``checkpoint_interval_s`` seconds and on SIGINT/SIGTERM; ``resume``
+    continues from it. envpool's emulator state cannot be saved, so a resumed
+    run restarts its games from fresh emulators (the games in progress at the
+    checkpoint are lost) and, with ``overlap``, the update in flight at a
+    checkpoint is applied before it: as close to an uninterrupted run as
+    envpool allows, not bit-identical.
     """
     from evaluation.atari_scores import human_normalised
 
@@ -310,42 +366,73 @@ def run_atari(
     num_updates = max(1, math.ceil(frames / frames_per_update))
     run = RunDir.prepare(out, run_config or {"env": env_name, "frames": frames, "seed": seed}) if out else None
     env = AtariEnv(game, atari_config)
+    guard = None
+    if run is not None:
+        guard = LongRun(run.path / "training_state", resume=resume, checkpoint_interval_s=checkpoint_interval_s,
+                        max_nonfinite_skips=max_nonfinite_skips, what=f"{env_name} run", unit="updates")
     try:
         trainer = build_atari_trainer(env.spec, objective, config, network, num_updates)
         learner = make_learner(trainer)
         learner.init(jax.random.PRNGKey(seed))
         actor = AtariActor(env, trainer.agent.apply, config.unroll_length, seed + 1)
-        scores: list[tuple[int, float]] = []  # (frame at which the game ended, score)
-        curve: list[tuple[int, float]] = []
+        if isinstance(learner, MetaLearner):
+            learner.empty_rollout = actor.empty_rollout()
+
+        def snapshot() -> dict[str, Any]:
+            return {"learner": learner.state(), "actor_key": actor._key}
+
+        done, extra = 0, {}
+        if guard is not None:
+            guard.__enter__()
+            done, restored, extra = guard.start(snapshot())
+            if done:
+                learner.restore(restored["learner"])
+                actor._key = restored["actor_key"]
+        scores: list[tuple[int, float]] = [tuple(x) for x in extra.get("scores", [])]  # (frame at which the game ended, score)
+        curve: list[tuple[int, float]] = [tuple(x) for x in extra.get("curve", [])]
+        wall_before = float(extra.get("wall_s", 0.0))
         start = time.perf_counter()
         last_log = start
         total_frames = num_updates * frames_per_update
         metrics: dict[str, Any] = {}
+        skips = 0
         with ProgressBar(f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})", total_frames, "frames", enabled=progress) as bar:
-            for update in range(num_updates):
+            bar.update(done * frames_per_update)
+            for update in range(done, num_updates):
                 rollout = actor.collect(learner.acting_params)
                 frame = (update + 1) * frames_per_update
                 scores.extend((frame, s) for s in env.pop_game_scores())
                 metrics = learner.learn(rollout) or metrics
                 if update == num_updates - 1:
                     metrics = learner.finish() or metrics
+                if guard is not None and metrics:
+                    guard.count_skips(update + 1, np.asarray([float(metrics[SKIP_KEY])]))
+                    skips = guard.total_skips
                 now = time.perf_counter()
+                wall = wall_before + now - start
                 recent = [s for _, s in scores[-20:]]
                 if now - last_log >= config.log_every_s or update == num_updates - 1:
                     last_log = now
                     row = {k: float(v) for k, v in jax.device_get(metrics).items()} if metrics else {}
                     row.update(learner.eta_metrics())
-                    row.update(frames=frame, fps=frame / (now - start), games=len(scores), wall_s=now - start)
+                    row.update(frames=frame, fps=(frame - done * frames_per_update) / (now - start), games=len(scores), wall_s=wall,
+                               nonfinite_skips_total=skips)
                     if recent:
                         row["score_last20"] = float(np.mean(recent))
                         curve.append((frame, row["score_last20"]))
                     if run is not None:
                         run.log(frame, row)
-                bar.update(frames_per_update, f"score {np.mean(recent):.1f}" if recent else "")
+                bar.update(frames_per_update, (f"score {np.mean(recent):.1f}" if recent else "") + (f", skipped {skips}" if skips else ""))
+                if guard is not None and update < num_updates - 1:
+                    guard.after_chunk(update + 1, None, extra={"scores": scores, "curve": curve, "wall_s": wall}, lazy_state=snapshot)
         params = learner.acting_params
         jax.block_until_ready(params)
-        wall_s = time.perf_counter() - start
+        wall_s = wall_before + time.perf_counter() - start
+        if guard is not None:
+            guard.save(num_updates, snapshot(), extra={"scores": scores, "curve": curve, "wall_s": wall_s})
     finally:
+        if guard is not None:
+            guard.__exit__(None, None, None)
         env.close()
     window_start = total_frames * (1 - FINAL_FRACTION)
     final_scores = [s for f, s in scores if f > window_start] or [s for _, s in scores[-10:]]
@@ -363,8 +450,10 @@ def run_atari(
         "games": len(scores),
         "final_meta_parameters": learner.eta_metrics() or None,
         "wall_s": wall_s,
-        "frames_per_s": total_frames / wall_s,
-        "steps_per_s": total_frames / atari_config.frame_skip / wall_s,
+        "frames_per_s": (total_frames - done * frames_per_update) / max(wall_s - wall_before, 1e-9),
+        "steps_per_s": (total_frames - done * frames_per_update) / atari_config.frame_skip / max(wall_s - wall_before, 1e-9),
+        "nonfinite_skips": skips,
+        "resumed_at_update": done if resume else None,
         "params": params,
     }
     if run is not None:
@@ -393,10 +482,11 @@ def discover_atari_online(
     progress: bool = True,
     run_config: dict | None = None,
     meta_interval: int = 1,
+    **longrun: Any,
 ) -> dict[str, Any]:
     """Online discovery (FRODO, MGRL, STAC) inside one Atari game's lifetime; 1-step meta-gradients.
 
-    Same outputs as ``train_atari`` plus ``final_meta_parameters``.
+    Same outputs as ``train_atari`` plus ``final_meta_parameters``; ``longrun`` as there.
     """
     from training.meta_gradient import MetaGradientTrainer
 
@@ -407,4 +497,5 @@ def discover_atari_online(
     return run_atari(
         env_name, objective, frames, seed, out, config, network, progress, run_config,
         make_learner=lambda trainer: MetaLearner(MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval),
+        **longrun,
     )

@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import chex
 import jax
@@ -234,11 +234,15 @@ class LongRun:
         extra: Mapping[str, Any] | None = None,
         history: Mapping[str, np.ndarray] | None = None,
         final: bool = False,
+        lazy_state: Callable[[], Any] | None = None,
     ) -> None:
-        """Writes a checkpoint when due (interval passed, ``final``, a stop signal arrived); raises RunInterrupted on a signal."""
+        """Writes a checkpoint when due (interval passed, ``final``, a stop signal arrived); raises RunInterrupted on a signal.
+
+        ``lazy_state()``, when given, builds the state only when a checkpoint is written.
+        """
         due = final or self.signals.requested or self.interval_s == 0 or time.monotonic() - self._last_save >= self.interval_s
         if due:
-            self.save(done, state, extra=extra, history=history)
+            self.save(done, lazy_state() if lazy_state is not None else state, extra=extra, history=history)
         self.raise_if_interrupted(done)
 
     def raise_if_interrupted(self, done: int) -> None:

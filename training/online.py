@@ -709,13 +709,12 @@ def discover_online(
     check_mix_coefficient(mix, mix_k)
     validate_longrun(checkpoint_interval_s, max_nonfinite_skips)
     if env.startswith("atari/"):
-        if resume:
-            raise InvalidConfigError("--resume is not available for Atari runs yet (envpool's emulator state cannot be checkpointed)")
         return _discover_atari(
             env, objective, inner_steps=inner_steps, mix=mix, mix_k=mix_k, frames=frames, steps=steps, seed=seed, out=out,
             num_seeds=num_seeds, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate,
             meta_grad_clip=meta_grad_clip, outer_gamma=outer_gamma, outer_lambda=outer_lambda,
             stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
+            resume=resume, checkpoint_interval_s=checkpoint_interval_s, max_nonfinite_skips=max_nonfinite_skips,
         )
     if frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
@@ -828,8 +827,10 @@ def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: i
 
 def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int | None, num_seeds: int, progress: bool,
                     network: NetworkConfig, out: str, seed: int, outer_gamma: float, outer_lambda: float,
-                    meta_interval: int, **meta_fields: Any) -> dict[str, Any]:
+                    meta_interval: int, resume: bool, checkpoint_interval_s: float, max_nonfinite_skips: int,
+                    **meta_fields: Any) -> dict[str, Any]:
     """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
+    longrun = {"resume": resume, "checkpoint_interval_s": checkpoint_interval_s, "max_nonfinite_skips": max_nonfinite_skips}
     from training.atari import AtariRunConfig, discover_atari_online
 
     envs.make_spec(env)  # unknown game -> UnknownNameError
@@ -850,7 +851,9 @@ def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int 
     run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
                   "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
                   "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda}}
-    summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval)
+    if longrun.get("resume") and not (Path(out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {out!r} holds no run to resume; run without --resume to start")
+    summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun)
     summary.pop("params", None)
     summary["final_meta_parameters"] = summary.get("final_meta_parameters") or {}
     return summary

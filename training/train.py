@@ -321,8 +321,6 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     frames = options.frames if options.frames is not None else (options.steps * 4 if options.steps is not None else 10_000_000)
     if options.num_seeds != 1:
         raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
-    if options.resume:
-        raise InvalidConfigError("--resume is not available for Atari runs yet (envpool's emulator state cannot be checkpointed)")
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
     defaults = AtariRunConfig()
     config = dataclasses.replace(
@@ -333,10 +331,14 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
         overlap=options.overlap,
     )
     validate_optimizer(config.optimizer)
+    validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
+    if options.resume and not (Path(options.out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {options.out!r} holds no run to resume; run without --resume to start")
     run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}
     summary = train_atari(
         options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
         config, options.network, options.progress, run_config,
+        resume=options.resume, checkpoint_interval_s=options.checkpoint_interval_s, max_nonfinite_skips=options.max_nonfinite_skips,
     )
     summary.pop("params", None)
     return summary
