@@ -38,7 +38,12 @@ import numpy as np
 
 from lpg import envs
 from lpg.envs.base import Environment
-from lpg.errors import CheckpointError, InvalidConfigError, OutputDirError, RunInterrupted
+from lpg.errors import (
+    CheckpointError,
+    InvalidConfigError,
+    OutputDirError,
+    RunInterrupted,
+)
 from lpg.networks import NetworkConfig, make_agent
 from lpg.rollout import episode_stats, reset_actors, unroll
 from lpg.types import AgentOutput

@@ -54,7 +54,12 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from lpg.errors import CheckpointError, InvalidConfigError, OutputDirError, UserInputError
+from lpg.errors import (
+    CheckpointError,
+    InvalidConfigError,
+    OutputDirError,
+    UserInputError,
+)
 from lpg.run_io import to_jsonable
 
 __all__ = [

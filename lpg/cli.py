@@ -145,7 +145,11 @@ def _group(name: str, doc: str, members: dict[str, type]) -> type:
 def _subcommands() -> dict[str, type]:
     from evaluation.commands import EvaluateCommand
     from training.offline_commands import BenchOfflineCommand, DiscoverOfflineCommand
-    from training.online_commands import BenchOnlineCommand, DiscoverOnlineCommand, ExperimentCommand
+    from training.online_commands import (
+        BenchOnlineCommand,
+        DiscoverOnlineCommand,
+        ExperimentCommand,
+    )
     from training.scale_bench import BenchScaleCommand
 
     commands: dict[str, type] = {

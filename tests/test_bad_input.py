@@ -22,7 +22,13 @@ import pytest
 
 from lpg import checkpoint as ck
 from lpg.cli import main
-from lpg.errors import CheckpointError, InvalidConfigError, OutputDirError, UnknownNameError, UserInputError
+from lpg.errors import (
+    CheckpointError,
+    InvalidConfigError,
+    OutputDirError,
+    UnknownNameError,
+    UserInputError,
+)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lpg-toy-v1"
 PROC_OUT = "/proc/lpg-test-out"  # unwritable even for root (the suite runs as root, so chmod proves nothing)

@@ -271,7 +271,11 @@ def test_one_device_helpers_are_no_ops(monkeypatch):
 
 
 def test_bench_scale_table_and_child_environment(monkeypatch):
-    from training.scale_bench import _child_env, default_device_counts, format_bench_scale
+    from training.scale_bench import (
+        _child_env,
+        default_device_counts,
+        format_bench_scale,
+    )
 
     assert default_device_counts("gpu", 3) == [1, 2]
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --foo")

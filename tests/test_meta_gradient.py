@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 import objectives
-from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.networks import make_agent
 from lpg.optim import OptimizerConfig
 from lpg.rollout import unroll
 from lpg.types import TimeStep
-from objectives.losses import actor_critic_loss, lambda_returns
 from objectives.a2c import A2C, A2CConfig
+from objectives.losses import actor_critic_loss, lambda_returns
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.meta_gradient import MetaGradConfig, MetaGradientTrainer, mixing_weights
 

@@ -33,7 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lpg.errors import InvalidConfigError, NonFiniteError, OutputDirError, RunInterrupted
+from lpg.errors import (
+    InvalidConfigError,
+    NonFiniteError,
+    OutputDirError,
+    RunInterrupted,
+)
 
 SKIP_KEY = "nonfinite_skipped"  # metric: 1.0 where the step skipped an update, else 0.0
 

@@ -58,9 +58,9 @@ from lpg.networks import Agent, NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import ActorState, episode_stats, reset_actors, unroll
 from lpg.types import AgentOutput, Rollout
-from training.longrun import SKIP_KEY, LongRun, guarded_apply, validate_longrun
 from objectives.base import Eta, Metrics, Objective
 from objectives.losses import entropy, lambda_returns, log_prob
+from training.longrun import SKIP_KEY, LongRun, guarded_apply, validate_longrun
 
 METHODS = ("grad", "es")
 # Floor (in return units) of the A2C - random denominator of ES fitness: short

@@ -40,8 +40,12 @@ from lpg.run_io import RunDir, plot_lines
 from objectives.a2c import A2C, A2CConfig
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.meta_gradient import MetaGradConfig, MetaGradientTrainer, pg_outer_objective
 from training.longrun import SKIP_KEY, LongRun, merge_history, validate_longrun
+from training.meta_gradient import (
+    MetaGradConfig,
+    MetaGradientTrainer,
+    pg_outer_objective,
+)
 from training.presets import default_preset
 from training.train import chunk_sizes, final_return, train_loop
 

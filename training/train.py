@@ -26,7 +26,13 @@ from lpg.optim import OptimizerConfig, validate_optimizer
 from lpg.progress import ProgressBar
 from lpg.run_io import RunDir, plot_lines
 from training.actor_critic import ActorCriticTrainer, LearnerState, TrainConfig
-from training.longrun import SKIP_KEY, LongRun, merge_history, run_identity, validate_longrun
+from training.longrun import (
+    SKIP_KEY,
+    LongRun,
+    merge_history,
+    run_identity,
+    validate_longrun,
+)
 from training.presets import default_preset
 
 FINAL_FRACTION = 0.1  # final_return: episodes completed in the last 10 % of steps
