@@ -233,7 +233,7 @@ def test_rerunning_into_a_run_with_checkpoints_needs_resume(tmp_path, capsys):
 
 def test_evaluate_stopped_by_sigint_resumes_without_retraining_finished_environments(tmp_path):
     shipped = ROOT / "checkpoints" / "lpg-toy-v1"
-    args = ["evaluate", str(shipped), "--envs", "chain/short,chain/long,catch", "--steps", "30000", "--seeds", "1", "--no-progress"]
+    args = ["evaluate", str(shipped), "--envs", "chain/short,catch", "--steps", "12000", "--seeds", "1", "--no-progress"]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert main([*args, "--out", str(whole)]) == 0
 
@@ -250,7 +250,7 @@ def test_evaluate_stopped_by_sigint_resumes_without_retraining_finished_environm
     assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert len(err.strip().splitlines()) == 1 and "SIGINT" in err and "--resume" in err
     finished = json.loads((stopped / "partial_results.json").read_text())["results"]
-    assert 1 <= len(finished) < 3 and not (stopped / "summary.json").exists()
+    assert len(finished) == 1 and not (stopped / "summary.json").exists()
 
     assert main([*args, "--out", str(stopped)]) == 2  # unfinished: needs --resume
     assert main([*args, "--out", str(stopped), "--resume"]) == 0
