@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -550,17 +551,33 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
         objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
     else:
         objective = _RewardClipped(objective, 1.0)
-    if options.resume:
-        raise InvalidConfigError("--resume is not available for Atari evaluations yet (envpool's emulator state cannot be checkpointed)")
     run_config = {"command": "evaluate", "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))), "envs": names,
                   "objective": metadata["objective"], "frames": frames}
+    if options.resume and not (Path(options.out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {options.out!r} holds no evaluation to resume; run without --resume to start")
     run = RunDir.prepare(options.out, run_config)
+    agents_dir = run.path / "agents"  # one run folder (with training checkpoints) per game and seed
+    if agents_dir.exists() and not options.resume and not (run.path / "summary.json").exists():
+        raise OutputDirError(f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out")
     start = time.perf_counter()
     results: dict[str, Any] = {}
     for i, name in enumerate(names):
         scores = []
         for k in range(options.seeds):
-            summary = train_atari(name, objective, eta, frames, options.seed + k, None, AtariRunConfig(), progress=options.progress)
+            agent_out = agents_dir / f"{name.split('/', 1)[1]}-seed{options.seed + k}"
+            finished = agent_out / "summary.json"
+            if options.resume and finished.exists():
+                summary = json.loads(finished.read_text())
+            else:
+                resume = options.resume and (agent_out / "config.json").exists()
+                if agent_out.exists() and not resume:
+                    shutil.rmtree(agent_out)  # a previous evaluation into this folder, now run again
+                summary = train_atari(
+                    name, objective, eta, frames, options.seed + k, str(agent_out), AtariRunConfig(), progress=options.progress,
+                    run_config={"command": "evaluate agent", "env": name, "seed": options.seed + k, "frames": frames,
+                                "checkpoint": str(checkpoint)},
+                    resume=resume,
+                )
             scores.append(summary["score"])
         finite = [x for x in scores if x is not None]
         score = float(np.mean(finite)) if finite else None

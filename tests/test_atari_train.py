@@ -88,6 +88,10 @@ def test_evaluate_a_saved_objective_on_atari(tmp_path):
     assert (result["random_score"], result["human_score"]) == (-20.7, 14.6)
     assert summary["objective"] == "a2c" and summary["frames"] == 1280 and "median_human_normalised" in summary
     assert (out / "human_normalised.png").exists()
+    assert (out / "agents" / "Pong-seed0" / "training_state").is_dir()
+    # --resume of a finished evaluation reuses each agent's summary: same scores, no training.
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["results"] == summary["results"]
 
 
 @pytest.mark.parametrize("flag", ["--num-envs", "--unroll-length"])
