@@ -127,12 +127,12 @@ class LongRun:
 
     Usage::
 
-        with LongRun(run.path / "training_state", resume=..., ...) as lr:
-            done, state, extra = lr.start(state)           # restores on --resume
-            for size in schedule[lr.chunks_done(schedule, done):]:
+        with LongRun(run.path / "training_state", resume=..., ...) as guard:
+            done, state, extra = guard.start(state)           # restores on --resume
+            for size in LongRun.remaining(schedule, done):    # the same fixed chunk schedule
                 state, metrics = step(state, size); done += size
-                lr.after_chunk(done, state, metrics[SKIP_KEY], extra=..., history=...)
-            lr.finish(done, state, extra=..., history=...)
+                guard.count_skips(done, metrics[SKIP_KEY])    # NonFiniteError after too many in a row
+                guard.after_chunk(done, state, extra=..., history=..., final=done == total)
 
     Args:
       directory: the training-checkpoint folder (``<out>/training_state``).
