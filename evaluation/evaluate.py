@@ -49,7 +49,7 @@ from lpg.networks import NetworkConfig, make_agent
 from lpg.rollout import episode_stats, reset_actors, unroll
 from lpg.types import AgentOutput
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.longrun import StopSignals, run_identity
+from training.longrun import StopSignals, check_resumable, run_identity
 from training.presets import default_preset
 from training.train import final_return, train_loop
 
@@ -436,8 +436,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "checkpoint_saved_at": metadata.get("saved_at"),
     }
     partial_path = Path(options.out) / PARTIAL_RESULTS
-    if options.resume and not (Path(options.out) / "config.json").exists():
-        raise InvalidConfigError(f"--resume: {options.out!r} holds no evaluation to resume; run without --resume to start")
+    check_resumable(options.out, options.resume, "evaluation")
     run = RunDir.prepare(options.out, run_config)
     completed: dict[str, dict[str, Any]] = {}
     if partial_path.exists():
@@ -553,8 +552,7 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
         objective = _RewardClipped(objective, 1.0)
     run_config = {"command": "evaluate", "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))), "envs": names,
                   "objective": metadata["objective"], "frames": frames}
-    if options.resume and not (Path(options.out) / "config.json").exists():
-        raise InvalidConfigError(f"--resume: {options.out!r} holds no evaluation to resume; run without --resume to start")
+    check_resumable(options.out, options.resume, "evaluation")
     run = RunDir.prepare(options.out, run_config)
     agents_dir = run.path / "agents"  # one run folder (with training checkpoints) per game and seed
     if agents_dir.exists() and not options.resume and not (run.path / "summary.json").exists():

@@ -115,6 +115,12 @@ class StopSignals:
 # --------------------------------------------------------------------------- host loop
 
 
+def check_resumable(out: str | Path, resume: bool, what: str = "run") -> None:
+    """With ``resume``, ``out`` must hold a run (its config.json); checked before anything is written."""
+    if resume and not (Path(out) / "config.json").exists():
+        raise InvalidConfigError(f"--resume: {str(out)!r} holds no {what} to resume; run without --resume to start")
+
+
 def validate_longrun(checkpoint_interval_s: float, max_nonfinite_skips: int) -> None:
     if not checkpoint_interval_s >= 0:
         raise InvalidConfigError(f"--checkpoint-interval-s must be >= 0, got {checkpoint_interval_s}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -40,7 +39,13 @@ from lpg.run_io import RunDir, plot_lines
 from objectives.a2c import A2C, A2CConfig
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.longrun import SKIP_KEY, LongRun, merge_history, validate_longrun
+from training.longrun import (
+    SKIP_KEY,
+    LongRun,
+    check_resumable,
+    merge_history,
+    validate_longrun,
+)
 from training.meta_gradient import (
     MetaGradConfig,
     MetaGradientTrainer,
@@ -749,8 +754,7 @@ def discover_online(
         "num_seeds": num_seeds,
         "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda},
     }
-    if resume and not (Path(out) / "config.json").exists():
-        raise InvalidConfigError(f"--resume: {out!r} holds no run to resume; run without --resume to start")
+    check_resumable(out, resume)
     run = RunDir.prepare(out, run_config)
     guard = LongRun(
         run.path / "training_state", resume=resume, checkpoint_interval_s=checkpoint_interval_s,
@@ -855,8 +859,7 @@ def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int 
     run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
                   "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
                   "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda}}
-    if longrun.get("resume") and not (Path(out) / "config.json").exists():
-        raise InvalidConfigError(f"--resume: {out!r} holds no run to resume; run without --resume to start")
+    check_resumable(out, resume)
     summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun)
     summary.pop("params", None)
     summary["final_meta_parameters"] = summary.get("final_meta_parameters") or {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 from typing import Annotated, Any, Callable
 
 import jax
@@ -29,6 +28,7 @@ from training.actor_critic import ActorCriticTrainer, LearnerState, TrainConfig
 from training.longrun import (
     SKIP_KEY,
     LongRun,
+    check_resumable,
     merge_history,
     run_identity,
     validate_longrun,
@@ -219,8 +219,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
         "objective_config": objective.config_dict(),
         "num_updates": num_updates,
     }
-    if options.resume and not (Path(options.out) / "config.json").exists():
-        raise InvalidConfigError(f"--resume: {options.out!r} holds no run to resume; run without --resume to start")
+    check_resumable(options.out, options.resume)
     run = RunDir.prepare(options.out, run_config)
 
     eta = objective.init(jax.random.PRNGKey(options.seed))
@@ -338,8 +337,7 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     )
     validate_optimizer(config.optimizer)
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
-    if options.resume and not (Path(options.out) / "config.json").exists():
-        raise InvalidConfigError(f"--resume: {options.out!r} holds no run to resume; run without --resume to start")
+    check_resumable(options.out, options.resume)
     run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}
     summary = train_atari(
         options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
