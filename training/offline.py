@@ -911,13 +911,13 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "objective_config": objective.config_dict(),
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "meta_steps"},
     }
-    if options.resume and _checkpoint_module() is not None:  # a missing training checkpoint is reported before anything is written
+    ckpt = _checkpoint_module()
+    if options.resume and ckpt is not None:  # a missing training checkpoint is reported before anything is written
         from lpg.errors import CheckpointError
 
-        if _checkpoint_module().latest_training_step(f"{options.out}/training_state") is None:
+        if ckpt.latest_training_step(f"{options.out}/training_state") is None:
             raise CheckpointError(f"--resume: no training checkpoint in {options.out}/training_state; run without --resume to start")
     run = distributed.prepare_run_dir(options.out, run_config)  # process 0 writes the run folder
-    ckpt = _checkpoint_module()
     train_dir = run.path / "training_state"
     eval_updates = options.eval_updates or config.lifetime_updates
 
