@@ -222,6 +222,9 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         ([*EXPERIMENT, "--mix", "--mix-coefficient", "2"], "--mix-coefficient must lie in [0, 1], got 2.0"),
         ([*EXPERIMENT, "--mix-coefficient", "0.5"], "add --mix"),
         (["experiment", "snake-variance", "--mix-coefficient", "0.5"], "--mix-coefficient does not apply"),
+        (["experiment", "snake-variance", "--estimate-batch", "0"], "--estimate-batch must be >= 1, got 0"),
+        (["experiment", "snake-variance", "--estimates", "1"], "--estimates must be >= 2, got 1"),
+        ([*EXPERIMENT, "--checkpoints", "2"], "--checkpoints applies to snake-variance only"),
     ],
     ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,
 )
