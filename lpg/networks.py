@@ -12,6 +12,10 @@ Torsos:
   (stride 1) + max-pool 2, dense 40, then heads MLP(30, A) and MLP(30, 1).
 * ``nature_cnn``: the Nature-DQN torso (Mnih et al. 2015): conv 8x8/32 s4,
   4x4/64 s2, 3x3/64 s1, dense 512; input uint8 [4, 84, 84] scaled to [0, 1].
+  Initialised as the A2C reference implementation (OpenAI Baselines, used by
+  Mnih et al. 2016's successors): orthogonal weights with gain sqrt(2) in the
+  torso, 0.01 on the policy and y heads (a near-uniform first policy) and 1 on
+  the value head; zero biases. The other torsos keep flax's defaults.
 
 Heads: policy logits [A], value [], and, when ``y_size > 0``, the logits of
 LPG's categorical prediction y(s) [m].
@@ -75,22 +79,32 @@ def resolve_torso(config: NetworkConfig, spec: EnvSpec) -> str:
     return "mlp"
 
 
+def _orthogonal(gain: float) -> Callable[..., chex.Array]:
+    return nn.initializers.orthogonal(scale=gain)
+
+
+_TORSO_GAIN = 2.0**0.5  # ReLU gain of the orthogonal initialisation (nature_cnn only)
+
+
 class _Heads(nn.Module):
     num_actions: int
     y_size: int
     head_hidden: int
+    orthogonal: bool = False  # nature_cnn: output gains 0.01 (policy, y) and 1 (value)
 
     @nn.compact
     def __call__(self, h: chex.Array) -> AgentOutput:
-        def head(out: int, name: str) -> chex.Array:
+        def head(out: int, name: str, gain: float) -> chex.Array:
             x = h
+            kw = {"kernel_init": _orthogonal(_TORSO_GAIN)} if self.orthogonal else {}
             if self.head_hidden:
-                x = nn.relu(nn.Dense(self.head_hidden, name=f"{name}_hidden")(x))
-            return nn.Dense(out, name=name)(x)
+                x = nn.relu(nn.Dense(self.head_hidden, name=f"{name}_hidden", **kw)(x))
+            kw = {"kernel_init": _orthogonal(gain)} if self.orthogonal else {}
+            return nn.Dense(out, name=name, **kw)(x)
 
-        logits = head(self.num_actions, "policy")
-        value = head(1, "value")[..., 0]
-        y_logits = head(self.y_size, "y") if self.y_size else jnp.zeros(h.shape[:-1] + (0,), h.dtype)
+        logits = head(self.num_actions, "policy", 0.01)
+        value = head(1, "value", 1.0)[..., 0]
+        y_logits = head(self.y_size, "y", 0.01) if self.y_size else jnp.zeros(h.shape[:-1] + (0,), h.dtype)
         return AgentOutput(logits=logits, value=value, y_logits=y_logits)
 
 
@@ -125,14 +139,15 @@ class AgentNetwork(nn.Module):
                 h = nn.max_pool(h, (2, 2), strides=(2, 2))
             h = nn.relu(nn.Dense(40)(h.reshape(h.shape[0], -1)))
         elif self.torso == "nature_cnn":
+            init = _orthogonal(_TORSO_GAIN)
             h = jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0  # [N, 4, 84, 84] -> NHWC
-            h = nn.relu(nn.Conv(32, (8, 8), strides=4, padding="VALID")(h))
-            h = nn.relu(nn.Conv(64, (4, 4), strides=2, padding="VALID")(h))
-            h = nn.relu(nn.Conv(64, (3, 3), strides=1, padding="VALID")(h))
-            h = nn.relu(nn.Dense(512)(h.reshape(h.shape[0], -1)))
+            h = nn.relu(nn.Conv(32, (8, 8), strides=4, padding="VALID", kernel_init=init)(h))
+            h = nn.relu(nn.Conv(64, (4, 4), strides=2, padding="VALID", kernel_init=init)(h))
+            h = nn.relu(nn.Conv(64, (3, 3), strides=1, padding="VALID", kernel_init=init)(h))
+            h = nn.relu(nn.Dense(512, kernel_init=init)(h.reshape(h.shape[0], -1)))
         else:
             raise InvalidConfigError(f"unknown torso {self.torso!r}")
-        return _Heads(self.num_actions, self.y_size, self.head_hidden)(h)
+        return _Heads(self.num_actions, self.y_size, self.head_hidden, orthogonal=self.torso == "nature_cnn")(h)
 
 
 @dataclasses.dataclass(frozen=True)
