@@ -26,7 +26,12 @@ def test_actor_rollouts_overlap_and_follow_the_convention():
         params = trainer.agent.init(jax.random.PRNGKey(0))
         actor = AtariActor(env, trainer.agent.apply, 4, seed=0)
         first = actor.collect(params)
+        first_on_host = jax.tree.map(np.array, first)  # copies
         second = actor.collect(params)
+        # The next rollout must not write into the previous one: on CPU, jnp.asarray
+        # shares a large numpy buffer's memory, and the learner may still read it.
+        for before, after in zip(jax.tree.leaves(first_on_host), jax.tree.leaves(first)):
+            np.testing.assert_array_equal(np.asarray(after), before)
         assert assert_rollout_shapes(first) == (4, 2)
         assert first.observation.dtype == np.uint8 and first.observation.shape[2:] == (4, 84, 84)
         np.testing.assert_array_equal(second.observation[0], first.observation[-1])

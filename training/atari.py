@@ -76,14 +76,15 @@ class AtariActor:
         self.env = env
         self.unroll_length = unroll_length
         self._key = jax.random.PRNGKey(seed)
-        t1, b = unroll_length + 1, env.num_envs
-        self._obs = np.zeros((t1, b) + env.spec.observation_shape, np.uint8)
-        self._action = np.zeros((t1, b), np.int32)
-        self._reward = np.zeros((t1, b), np.float32)
-        self._discount = np.ones((t1, b), np.float32)
-        self._done = np.zeros((t1, b), np.bool_)
-        self._logits = np.zeros((t1, b, env.num_actions), np.float32)
-        self._episode_return = np.zeros((t1, b), np.float32)
+        self._shapes = {
+            "observation": ((unroll_length + 1, env.num_envs) + tuple(env.spec.observation_shape), np.uint8),
+            "action": ((unroll_length + 1, env.num_envs), np.int32),
+            "reward": ((unroll_length + 1, env.num_envs), np.float32),
+            "discount": ((unroll_length + 1, env.num_envs), np.float32),
+            "done": ((unroll_length + 1, env.num_envs), np.bool_),
+            "behaviour_logits": ((unroll_length + 1, env.num_envs, env.num_actions), np.float32),
+            "episode_return": ((unroll_length + 1, env.num_envs), np.float32),
+        }
 
         @jax.jit
         def act(params, obs, key):
@@ -96,42 +97,38 @@ class AtariActor:
 
     def empty_rollout(self) -> Rollout:
         """A rollout of zeros with this actor's shapes."""
-        return Rollout(
-            observation=jnp.zeros_like(self._obs), action=jnp.zeros_like(self._action), reward=jnp.zeros_like(self._reward),
-            discount=jnp.zeros_like(self._discount), done=jnp.zeros_like(self._done),
-            behaviour_logits=jnp.zeros_like(self._logits), episode_return=jnp.zeros_like(self._episode_return),
-        )
+        return Rollout(**{name: jnp.zeros(shape, dtype) for name, (shape, dtype) in self._shapes.items()})
 
     def collect(self, params: Any) -> Rollout:
-        """One rollout of ``unroll_length`` steps with ``params``; overlaps the previous one by a step."""
+        """One rollout of ``unroll_length`` steps with ``params``; overlaps the previous one by a step.
+
+        Every rollout is written into freshly allocated host buffers that are
+        never touched again: on CPU ``jnp.asarray`` of a large numpy array
+        shares its memory, and the learner may still be reading the previous
+        rollout (asynchronous dispatch, ``--overlap``, FRODO's reuse of the
+        outer rollout) while this one is being collected.
+        """
+        buf = {name: np.empty(shape, dtype) for name, (shape, dtype) in self._shapes.items()}
         obs, reward, discount, done = self._last
-        self._obs[0], self._reward[0], self._discount[0], self._done[0] = obs, reward, discount, done
-        self._episode_return[0] = 0.0
+        buf["observation"][0], buf["reward"][0], buf["discount"][0], buf["done"][0] = obs, reward, discount, done
+        buf["episode_return"][0] = 0.0
         keys = jax.random.split(self._key, self.unroll_length + 1)
         self._key = keys[0]
         for t in range(self.unroll_length):
-            action, logits = self._act(params, self._obs[t], keys[t + 1])
+            action, logits = self._act(params, buf["observation"][t], keys[t + 1])
             action = np.asarray(action)
-            self._action[t] = action
-            self._logits[t] = np.asarray(logits)
+            buf["action"][t] = action
+            buf["behaviour_logits"][t] = np.asarray(logits)
             timestep, info = self.env.step_with_info(action)
-            self._obs[t + 1] = timestep.observation
-            self._reward[t + 1] = timestep.reward
-            self._discount[t + 1] = timestep.discount
-            self._done[t + 1] = timestep.done
-            self._episode_return[t + 1] = info.episode_return
-        self._action[-1] = 0
-        self._logits[-1] = 0.0
-        self._last = (self._obs[-1].copy(), self._reward[-1].copy(), self._discount[-1].copy(), self._done[-1].copy())
-        return Rollout(
-            observation=jnp.asarray(self._obs),
-            action=jnp.asarray(self._action),
-            reward=jnp.asarray(self._reward),
-            discount=jnp.asarray(self._discount),
-            done=jnp.asarray(self._done),
-            behaviour_logits=jnp.asarray(self._logits),
-            episode_return=jnp.asarray(self._episode_return),
-        )
+            buf["observation"][t + 1] = timestep.observation
+            buf["reward"][t + 1] = timestep.reward
+            buf["discount"][t + 1] = timestep.discount
+            buf["done"][t + 1] = timestep.done
+            buf["episode_return"][t + 1] = info.episode_return
+        buf["action"][-1] = 0
+        buf["behaviour_logits"][-1] = 0.0
+        self._last = (buf["observation"][-1].copy(), buf["reward"][-1].copy(), buf["discount"][-1].copy(), buf["done"][-1].copy())
+        return Rollout(**{name: jnp.asarray(array) for name, array in buf.items()})
 
 
 def game_of(env_name: str) -> str:
