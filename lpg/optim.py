@@ -113,6 +113,10 @@ def make_optimizer(config: OptimizerConfig, total_updates: int | None = None) ->
     if config.name == "adam":
         chain.append(scale_by_meta_adam(config.b1, config.b2, config.eps, config.eps_root))
     elif config.name == "rmsprop":
-        chain.append(optax.scale_by_rms(decay=config.b2, eps=config.eps))
+        # eps outside the square root, as documented above and as in the A2C
+        # reference (PyTorch RMSprop). optax's default puts it inside: with
+        # eps = 1e-5 that floors the denominator at 3.2e-3, about 30x the RMS of
+        # a Nature-CNN gradient, and Pong A2C did not learn in 10M frames.
+        chain.append(optax.scale_by_rms(decay=config.b2, eps=config.eps, eps_in_sqrt=False))
     chain.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*chain)

@@ -94,6 +94,19 @@ def test_meta_adam_matches_optax_adam_values():
     np.testing.assert_allclose(p1["w"], p2["w"], rtol=1e-6)
 
 
+def test_rmsprop_adds_eps_outside_the_square_root():
+    # Hand-worked first step, decay 0.99, eps 1e-5, lr 7e-4, no clipping:
+    # nu = 0.01 g^2; update = -lr g / (sqrt(nu) + eps). For g = 1e-4 (the size of a
+    # Nature-CNN gradient entry) that is -7e-4 * 1e-4 / (1e-5 + 1e-5) = -3.5e-3;
+    # eps inside the root would give -7e-4 * 1e-4 / sqrt(1e-10 + 1e-5) = -2.2e-5.
+    opt = make_optimizer(OptimizerConfig("rmsprop", 7e-4, b2=0.99, eps=1e-5))
+    params = {"w": jnp.zeros(2)}
+    g = {"w": jnp.array([1e-4, -2.0])}
+    update, _ = opt.update(g, opt.init(params), params)
+    expected = [-7e-4 * 1e-4 / (1e-5 + 1e-5), 7e-4 * 2.0 / (0.2 + 1e-5)]
+    np.testing.assert_allclose(update["w"], expected, rtol=1e-5)
+
+
 def test_chunk_sizes_and_final_return_windows():
     assert chunk_sizes(10, target_chunks=3) == [4, 4, 2]
     assert sum(chunk_sizes(625)) == 625 and len(set(chunk_sizes(625))) <= 2
