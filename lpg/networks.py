@@ -12,8 +12,8 @@ Torsos:
   (stride 1) + max-pool 2, dense 40, then heads MLP(30, A) and MLP(30, 1).
 * ``nature_cnn``: the Nature-DQN torso (Mnih et al. 2015): conv 8x8/32 s4,
   4x4/64 s2, 3x3/64 s1, dense 512; input uint8 [4, 84, 84] scaled to [0, 1].
-  Initialised as the A2C reference implementation (OpenAI Baselines, used by
-  Mnih et al. 2016's successors): orthogonal weights with gain sqrt(2) in the
+  Initialised as OpenAI Baselines' A2C (the common reference implementation
+  of Mnih et al. 2016): orthogonal weights with gain sqrt(2) in the
   torso, 0.01 on the policy and y heads (a near-uniform first policy) and 1 on
   the value head; zero biases. The other torsos keep flax's defaults.
 
