@@ -85,6 +85,27 @@ def scale_by_meta_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, ep
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def scale_by_meta_rms(decay: float = 0.99, eps: float = 1e-5) -> optax.GradientTransformation:
+    """RMSProp's scaling ``g / (sqrt(nu) + eps)`` with ``nu`` stop-gradiented.
+
+    Tieleman & Hinton 2012, with eps outside the square root as in the A2C
+    reference (PyTorch RMSprop). Meta-gradients flow through ``g`` only: the
+    derivative of ``sqrt(nu)`` at ``nu = 0`` is infinite, so a differentiable
+    denominator gives NaN meta-gradients (e.g. FRODO on Atari).
+    """
+
+    def init_fn(params):
+        return optax.ScaleByRmsState(nu=jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        nu = jax.tree.map(lambda v, g: decay * v + (1 - decay) * jnp.square(jax.lax.stop_gradient(g)), state.nu, updates)
+        nu = jax.lax.stop_gradient(nu)
+        return jax.tree.map(lambda g, v: g / (jnp.sqrt(v) + eps), updates, nu), optax.ScaleByRmsState(nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def validate_optimizer(config: OptimizerConfig) -> None:
     if config.name not in OPTIMIZERS:
         raise InvalidConfigError(f"unknown optimizer {config.name!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -114,9 +135,9 @@ def make_optimizer(config: OptimizerConfig, total_updates: int | None = None) ->
         chain.append(scale_by_meta_adam(config.b1, config.b2, config.eps, config.eps_root))
     elif config.name == "rmsprop":
         # eps outside the square root, as documented above and as in the A2C
-        # reference (PyTorch RMSprop). optax's default puts it inside: with
-        # eps = 1e-5 that floors the denominator at 3.2e-3, about 30x the RMS of
-        # a Nature-CNN gradient, and Pong A2C did not learn in 10M frames.
-        chain.append(optax.scale_by_rms(decay=config.b2, eps=config.eps, eps_in_sqrt=False))
+        # reference. optax.scale_by_rms puts it inside by default: with eps =
+        # 1e-5 that floors the denominator at 3.2e-3, about 30x the RMS of a
+        # Nature-CNN gradient, and Pong A2C did not learn in 10M frames.
+        chain.append(scale_by_meta_rms(config.b2, config.eps))
     chain.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*chain)
