@@ -79,10 +79,6 @@ def resolve_torso(config: NetworkConfig, spec: EnvSpec) -> str:
     return "mlp"
 
 
-def _orthogonal(gain: float) -> Callable[..., chex.Array]:
-    return nn.initializers.orthogonal(scale=gain)
-
-
 _TORSO_GAIN = 2.0**0.5  # ReLU gain of the orthogonal initialisation (nature_cnn only)
 
 
@@ -96,10 +92,10 @@ class _Heads(nn.Module):
     def __call__(self, h: chex.Array) -> AgentOutput:
         def head(out: int, name: str, gain: float) -> chex.Array:
             x = h
-            kw = {"kernel_init": _orthogonal(_TORSO_GAIN)} if self.orthogonal else {}
+            kw = {"kernel_init": nn.initializers.orthogonal(_TORSO_GAIN)} if self.orthogonal else {}
             if self.head_hidden:
                 x = nn.relu(nn.Dense(self.head_hidden, name=f"{name}_hidden", **kw)(x))
-            kw = {"kernel_init": _orthogonal(gain)} if self.orthogonal else {}
+            kw = {"kernel_init": nn.initializers.orthogonal(gain)} if self.orthogonal else {}
             return nn.Dense(out, name=name, **kw)(x)
 
         logits = head(self.num_actions, "policy", 0.01)
@@ -139,7 +135,7 @@ class AgentNetwork(nn.Module):
                 h = nn.max_pool(h, (2, 2), strides=(2, 2))
             h = nn.relu(nn.Dense(40)(h.reshape(h.shape[0], -1)))
         elif self.torso == "nature_cnn":
-            init = _orthogonal(_TORSO_GAIN)
+            init = nn.initializers.orthogonal(_TORSO_GAIN)
             h = jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0  # [N, 4, 84, 84] -> NHWC
             h = nn.relu(nn.Conv(32, (8, 8), strides=4, padding="VALID", kernel_init=init)(h))
             h = nn.relu(nn.Conv(64, (4, 4), strides=2, padding="VALID", kernel_init=init)(h))

@@ -38,7 +38,8 @@ class OptimizerConfig:
       b1: Adam's first-moment decay.
       b2: Adam's second-moment decay (also RMSProp's decay).
       eps: added to the denominator outside the square root.
-      eps_root: added inside the square root; must be > 0 for meta-gradients.
+      eps_root: Adam only: added inside the square root; must be > 0 for meta-gradients
+        (RMSProp's denominator is stop-gradiented and needs none).
     """
 
     name: str = "adam"
