@@ -116,8 +116,8 @@ class BenchAtariCommand:
     """Atari game (envpool name, e.g. Pong, Breakout)."""
     num_envs: int = 16
     """Emulators stepped in parallel."""
-    unroll_length: int = 20
-    """Steps per rollout."""
+    unroll_length: int = 5
+    """Steps per rollout (the Atari training default)."""
     frames: int = 200_000
     """Frames of end-to-end A2C training to time."""
 

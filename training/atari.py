@@ -51,7 +51,8 @@ class AtariRunConfig:
 
     Attributes:
       num_envs: emulators stepped in parallel (batch B).
-      unroll_length: steps per rollout (T).
+      unroll_length: steps per rollout (T); 5 with 16 envs is the A2C reference
+        set-up (Mnih et al. 2016; OpenAI baselines), measured to learn Pong.
       optimizer: the agent's optimiser (A2C's RMSProp by default).
       overlap: learn on rollout k while acting on rollout k+1 in another thread
         (one update of policy lag; use the vtrace objective to correct it).
@@ -61,7 +62,7 @@ class AtariRunConfig:
     """
 
     num_envs: int = 16
-    unroll_length: int = 20
+    unroll_length: int = 5
     optimizer: OptimizerConfig = OptimizerConfig("rmsprop", 7e-4, max_grad_norm=0.5, b2=0.99, eps=1e-5)
     overlap: bool = False
     sticky_actions: float = 0.0
