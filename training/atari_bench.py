@@ -30,7 +30,7 @@ def _timed(fn, repeats: int) -> float:
 
 
 def bench_atari(
-    game: str = "Pong", num_envs: int = 16, unroll_length: int = 20, frames: int = 200_000, seed: int = 0, with_frodo: bool = True
+    game: str = "Pong", num_envs: int = 16, unroll_length: int = 5, frames: int = 200_000, seed: int = 0, with_frodo: bool = True
 ) -> dict:
     """Measures the four numbers above; returns them with the derived ratios."""
     config = AtariRunConfig(num_envs=num_envs, unroll_length=unroll_length, log_every_s=1e9)
@@ -80,7 +80,7 @@ def bench_atari(
         from training.atari import discover_atari_online
 
         frodo = objectives.make("frodo", reward_clip=1.0)
-        outer = objectives.make("a2c", value_weight=0.0, entropy_weight=0.0, td_lambda=0.95, reward_clip=1.0)
+        outer = objectives.make("a2c", value_weight=0.0, entropy_weight=0.01, td_lambda=0.95, reward_clip=1.0)
         run = discover_atari_online(f"atari/{game}", frodo, frames, seed, None, MetaGradConfig(inner_steps=1), outer, config, progress=False)
         result["frodo_frames_per_s"] = run["frames_per_s"]
         result["frodo_fraction_of_a2c"] = run["frames_per_s"] / a2c["frames_per_s"]

@@ -120,9 +120,9 @@ def mixing_weights(n: int, kappa: float) -> tuple[float, ...]:
     return tuple(norm * kappa**i for i in range(n))  # Python: 0.0 ** 0 == 1.0
 
 
-def pg_outer_objective(gamma: float = 0.99, td_lambda: float = 0.99) -> Objective:
-    """Bonnet et al. eq. 4: the policy-gradient term only, with lambda-return advantages."""
-    return A2C(A2CConfig(gamma=gamma, td_lambda=td_lambda, value_weight=0.0, entropy_weight=0.0))
+def pg_outer_objective(gamma: float = 0.99, td_lambda: float = 0.99, entropy_weight: float = 0.0) -> Objective:
+    """Bonnet et al. eq. 4: the policy-gradient term with lambda-return advantages (plus an optional entropy bonus)."""
+    return A2C(A2CConfig(gamma=gamma, td_lambda=td_lambda, value_weight=0.0, entropy_weight=entropy_weight))
 
 
 @struct.dataclass

@@ -699,11 +699,12 @@ def discover_online(
     out: str = "runs/discover-online",
     num_seeds: int = 1,
     monte_carlo: int = 1,
-    meta_learning_rate: float = 1e-3,
+    meta_learning_rate: float | None = None,
     meta_grad_clip: float = 1.0,
     outer_gamma: float = 0.99,
     outer_lambda: float = 0.95,
     stac_kl_weight: float = 0.0,
+    outer_entropy_weight: float | None = None,
     network: NetworkConfig = NetworkConfig(),
     progress: bool = True,
     frames: int | None = None,
@@ -721,7 +722,12 @@ def discover_online(
     Batch shape, agent optimiser and default steps come from the environment's
     training preset (``training.presets``); the outer loss is the policy
     gradient with lambda-return advantages (Bonnet et al. eq. 4) at
-    ``outer_gamma`` / ``outer_lambda``.
+    ``outer_gamma`` / ``outer_lambda``, plus ``outer_entropy_weight`` times the
+    policy entropy. ``None`` picks the defaults: meta learning rate 1e-3 and
+    no outer entropy on toy environments; 1e-4 and 0.01 on Atari, where the
+    toy defaults let FRODO collapse Pong's policy to a deterministic one
+    within 2M frames (the targets drifted and the outer loss, with no entropy
+    term, rewarded the collapse).
     """
     if objective not in ("mgrl", "self_tuning", "frodo"):
         raise UnknownNameError(f"unknown online objective {objective!r}; choose mgrl, self_tuning or frodo")
@@ -729,12 +735,19 @@ def discover_online(
         raise InvalidConfigError(f"--inner-steps must be >= 1, got {inner_steps}")
     check_mix_coefficient(mix, mix_k)
     validate_longrun(checkpoint_interval_s, max_nonfinite_skips)
-    if env.startswith("atari/"):
+    atari = env.startswith("atari/")
+    meta_learning_rate = (1e-4 if atari else 1e-3) if meta_learning_rate is None else meta_learning_rate
+    outer_entropy_weight = (0.01 if atari else 0.0) if outer_entropy_weight is None else outer_entropy_weight
+    if meta_learning_rate <= 0:
+        raise InvalidConfigError(f"--meta-learning-rate must be positive, got {meta_learning_rate}")
+    if outer_entropy_weight < 0:
+        raise InvalidConfigError(f"--outer-entropy-weight must be >= 0, got {outer_entropy_weight}")
+    if atari:
         return _discover_atari(
             env, objective, inner_steps=inner_steps, mix=mix, mix_k=mix_k, frames=frames, steps=steps, seed=seed, out=out,
             num_seeds=num_seeds, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate,
             meta_grad_clip=meta_grad_clip, outer_gamma=outer_gamma, outer_lambda=outer_lambda,
-            stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
+            outer_entropy_weight=outer_entropy_weight, stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
             resume=resume, checkpoint_interval_s=checkpoint_interval_s, max_nonfinite_skips=max_nonfinite_skips,
         )
     if frames is not None:
@@ -752,7 +765,7 @@ def discover_online(
     agent = make_agent(spec, network, y_size=obj.heads.y_size)
     trainer = ActorCriticTrainer.create(environment, agent, obj, config, total_updates=num_updates)
     meta = MetaGradConfig(inner_steps=inner_steps, mix=mix, mix_k=mix_k, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate, meta_grad_clip=meta_grad_clip, stac_kl_weight=stac_kl_weight)
-    mt = MetaGradientTrainer.create(trainer, pg_outer_objective(outer_gamma, outer_lambda), meta)
+    mt = MetaGradientTrainer.create(trainer, pg_outer_objective(outer_gamma, outer_lambda, outer_entropy_weight), meta)
     run_config = {
         "command": "discover online",
         "env": spec.name,
@@ -764,7 +777,7 @@ def discover_online(
         "steps": steps,
         "seed": seed,
         "num_seeds": num_seeds,
-        "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda},
+        "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight},
     }
     check_resumable(out, resume)
     run = RunDir.prepare(out, run_config)
@@ -847,7 +860,7 @@ def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: i
 
 def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int | None, num_seeds: int, progress: bool,
                     network: NetworkConfig, out: str, seed: int, outer_gamma: float, outer_lambda: float,
-                    meta_interval: int, resume: bool, checkpoint_interval_s: float, max_nonfinite_skips: int,
+                    outer_entropy_weight: float, meta_interval: int, resume: bool, checkpoint_interval_s: float, max_nonfinite_skips: int,
                     **meta_fields: Any) -> dict[str, Any]:
     """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
     longrun = {"resume": resume, "checkpoint_interval_s": checkpoint_interval_s, "max_nonfinite_skips": max_nonfinite_skips}
@@ -863,14 +876,14 @@ def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int 
         raise InvalidConfigError(f"--frames must be positive, got {frames}")
     base = objectives.make(objective)
     obj = objectives.make(objective, reward_clip=1.0) if hasattr(base.config, "reward_clip") else base
-    outer = pg_outer_objective(outer_gamma, outer_lambda)
+    outer = pg_outer_objective(outer_gamma, outer_lambda, outer_entropy_weight)
     if hasattr(outer.config, "reward_clip"):
         outer = type(outer)(dataclasses.replace(outer.config, reward_clip=1.0))
     meta = MetaGradConfig(**meta_fields)
     config = AtariRunConfig()
     run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
                   "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
-                  "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda}}
+                  "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight}}
     check_resumable(out, resume)
     summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun)
     summary.pop("params", None)

@@ -114,12 +114,14 @@ class DiscoverOnlineCommand:
     """Output folder (created; must be empty or hold this same run)."""
     monte_carlo: int = 1
     """Meta-gradients averaged per meta-update."""
-    meta_learning_rate: float = 1e-3
-    """Meta-optimiser (Adam) learning rate."""
+    meta_learning_rate: float | None = None
+    """Meta-optimiser (Adam) learning rate (default: 1e-3; 1e-4 on Atari, where 1e-3 let FRODO's targets collapse the policy within 2M frames)."""
     meta_grad_clip: float = 1.0
     """Clip meta-gradients to this global norm (0 = off)."""
     stac_kl_weight: float = 0.0
     """Weight of the STAC term KL(pi_theta' || pi_theta) in the outer loss."""
+    outer_entropy_weight: float | None = None
+    """Entropy bonus in the outer loss (default: 0, Bonnet et al. eq. 4; 0.01 on Atari, a standard actor-critic outer loss as in Xu et al. 2020)."""
     frames: int | None = None
     """Atari only: emulator frames (4 per agent step; default 10M)."""
     meta_interval: int = 1
@@ -156,6 +158,7 @@ class DiscoverOnlineCommand:
             meta_learning_rate=self.meta_learning_rate,
             meta_grad_clip=self.meta_grad_clip,
             stac_kl_weight=self.stac_kl_weight,
+            outer_entropy_weight=self.outer_entropy_weight,
             network=self.network,
             progress=self.progress,
             frames=self.frames,
