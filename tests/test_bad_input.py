@@ -81,6 +81,8 @@ def assert_bad_input(capsys, args: list[str], phrase: str, out: Path | str, *, u
         ([*TRAIN, "--optimizer", "adamw"], "unknown optimizer 'adamw'"),
         (["discover", "online", "no_such_env", "--steps", "100"], "unknown environment 'no_such_env'"),
         ([*ONLINE, "--objective", "nope"], "unknown online objective 'nope'"),
+        ([*ONLINE, "--outer-entropy-weight", "-1"], "--outer-entropy-weight must be >= 0"),
+        ([*ONLINE, "--meta-learning-rate", "0"], "--meta-learning-rate must be positive"),
         ([*OFFLINE, "--envs", "chain/nope"], "unknown environment 'chain/nope'"),
         ([*OFFLINE, "--envs", "atari/Pong"], "offline discovery runs on toy environments"),
         ([*OFFLINE, "--method", "foo"], "unknown discovery method 'foo'"),

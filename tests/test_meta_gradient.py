@@ -199,3 +199,26 @@ def test_run_monte_carlo_and_baseline_finite():
     base_state = state
     out, _ = base.run(base_state, 2)
     chex.assert_trees_all_equal(out.eta, base_state.eta)
+
+
+def test_outer_entropy_weight_subtracts_that_multiple_of_the_mean_policy_entropy():
+    """pg_outer_objective(..., entropy_weight=w) = the plain policy-gradient loss - w * mean_t,b H(pi(.|s_t))."""
+    from lpg.types import AgentOutput, Rollout
+    from training.meta_gradient import pg_outer_objective
+
+    rng = np.random.default_rng(0)
+    t1, b, a = 6, 3, 4
+    logits = rng.normal(size=(t1, b, a)).astype(np.float32)
+    rollout = Rollout(
+        observation=np.zeros((t1, b, 1), np.float32), action=rng.integers(0, a, (t1, b)).astype(np.int32),
+        reward=rng.normal(size=(t1, b)).astype(np.float32), discount=np.ones((t1, b), np.float32),
+        done=np.zeros((t1, b), bool), behaviour_logits=logits, episode_return=np.zeros((t1, b), np.float32),
+    )
+    out = AgentOutput(logits=jnp.asarray(logits), value=jnp.asarray(rng.normal(size=(t1, b)).astype(np.float32)),
+                      y_logits=jnp.zeros((t1, b, 0)))
+    plain, _ = pg_outer_objective(0.9, 0.8).agent_loss({}, rollout, out)
+    with_entropy, _ = pg_outer_objective(0.9, 0.8, entropy_weight=0.3).agent_loss({}, rollout, out)
+    p = np.exp(logits[:-1] - logits[:-1].max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    mean_entropy = float(np.mean(-(p * np.log(p)).sum(-1)))
+    np.testing.assert_allclose(float(with_entropy), float(plain) - 0.3 * mean_entropy, rtol=1e-5, atol=1e-6)
