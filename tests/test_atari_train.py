@@ -52,6 +52,7 @@ def test_lpg_train_atari_writes_the_run_folder(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env"] == "atari/Pong" and summary["frames"] == 640 and summary["steps"] == 160
     assert {"score", "human_normalised", "frames_per_s", "wall_s"} <= set(summary)
+    assert summary["steady_frames_per_s"] > 0  # 5 updates, the first 2 (compilation) left out
     assert json.loads((out / "config.json").read_text())["objective_config"]["reward_clip"] == 1.0
     assert (out / "metrics.jsonl").read_text().strip()
 
@@ -135,3 +136,19 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     assert summary["resumed_at_update"] == 3 and summary["frames"] >= 1280
     if command == "frodo":
         assert summary["final_meta_parameters"]["eta/head_norm"] > 0
+
+
+def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(capsys):
+    from training.atari_bench import bench_atari, format_bench_atari
+
+    result = bench_atari("Pong", num_envs=2, unroll_length=2, frames=160)  # 10 updates of 2 envs x 2 steps x 4 frames
+    frames_per_update = 2 * 2 * 4
+    expected_ceiling = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"])
+    assert result["ceiling_frames_per_s"] == pytest.approx(expected_ceiling)
+    assert result["a2c_frames_per_s"] > 0 and result["frodo_frames_per_s"] > 0
+    assert result["a2c_fraction_of_ceiling"] == pytest.approx(result["a2c_frames_per_s"] / expected_ceiling)
+    assert result["frodo_fraction_of_a2c"] == pytest.approx(result["frodo_frames_per_s"] / result["a2c_frames_per_s"])
+    table = format_bench_atari(result)
+    assert "ceiling = 16 frames / (env + learner)" in table and "of ceiling" in table and "of A2C" in table
+    assert main(["bench", "atari", "--num-envs", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err

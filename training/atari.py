@@ -43,6 +43,7 @@ from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.longrun import SKIP_KEY, LongRun, guarded_apply
 
 FINAL_FRACTION = 0.1
+WARMUP_UPDATES = 2  # updates left out of ``steady_frames_per_s``: they compile the plain update and the meta-update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,6 +395,7 @@ def run_atari(
         total_frames = num_updates * frames_per_update
         metrics: dict[str, Any] = {}
         skips = 0
+        warm_start, warm_update = None, None
         with ProgressBar(f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})", total_frames, "frames", enabled=progress) as bar:
             bar.update(done * frames_per_update)
             for update in range(done, num_updates):
@@ -407,6 +409,8 @@ def run_atari(
                     guard.count_skips(update + 1, np.asarray([float(metrics[SKIP_KEY])]))
                     skips = guard.total_skips
                 now = time.perf_counter()
+                if update == done + WARMUP_UPDATES - 1:
+                    warm_start, warm_update = now, update + 1  # compilation (plain and meta-update) is behind us
                 wall = wall_before + now - start
                 recent = [s for _, s in scores[-20:]]
                 if now - last_log >= config.log_every_s or update == num_updates - 1:
@@ -425,7 +429,9 @@ def run_atari(
                     guard.after_chunk(update + 1, None, extra={"scores": scores, "curve": curve, "wall_s": wall}, lazy_state=snapshot)
         params = learner.acting_params
         jax.block_until_ready(params)
-        wall_s = wall_before + time.perf_counter() - start
+        end = time.perf_counter()
+        wall_s = wall_before + end - start
+        steady_fps = (num_updates - warm_update) * frames_per_update / (end - warm_start) if warm_update and warm_update < num_updates else None
         if guard is not None:
             guard.save(num_updates, snapshot(), extra={"scores": scores, "curve": curve, "wall_s": wall_s})
     finally:
@@ -450,6 +456,7 @@ def run_atari(
         "wall_s": wall_s,
         "frames_per_s": (total_frames - done * frames_per_update) / max(wall_s - wall_before, 1e-9),
         "steps_per_s": (total_frames - done * frames_per_update) / atari_config.frame_skip / max(wall_s - wall_before, 1e-9),
+        "steady_frames_per_s": steady_fps,
         "nonfinite_skips": skips,
         "resumed_at_update": done if resume else None,
         "params": params,
