@@ -83,14 +83,16 @@ def bench_atari(
         "a2c_fraction_of_ceiling": a2c_fps / ceiling_fps,
     }
     if with_frodo:
-        from training.meta_gradient import MetaGradConfig
         from training.atari import discover_atari_online
+        from training.meta_gradient import MetaGradConfig
+        from training.online import ATARI_META_LEARNING_RATE, ATARI_OUTER_ENTROPY_WEIGHT
 
         frodo = objectives.make("frodo", reward_clip=1.0)
-        outer = objectives.make("a2c", value_weight=0.0, entropy_weight=0.01, td_lambda=0.95, reward_clip=1.0)
-        run = discover_atari_online(f"atari/{game}", frodo, frames, seed, None, MetaGradConfig(inner_steps=1), outer, config, progress=False)
-        result["frodo_frames_per_s"] = _steady_fps(run)
-        result["frodo_fraction_of_a2c"] = _steady_fps(run) / a2c_fps
+        outer = objectives.make("a2c", value_weight=0.0, entropy_weight=ATARI_OUTER_ENTROPY_WEIGHT, td_lambda=0.95, reward_clip=1.0)
+        meta = MetaGradConfig(inner_steps=1, meta_learning_rate=ATARI_META_LEARNING_RATE)
+        run = discover_atari_online(f"atari/{game}", frodo, frames, seed, None, meta, outer, config, progress=False)
+        result["frodo_frames_per_s"] = frodo_fps = _steady_fps(run)
+        result["frodo_fraction_of_a2c"] = frodo_fps / a2c_fps
     return result
 
 

@@ -687,6 +687,10 @@ def run_experiment(
     return exp.runner(preset, out, seed=seed, progress=progress)
 
 
+ATARI_META_LEARNING_RATE = 1e-4  # Atari defaults of online discovery (see discover_online)
+ATARI_OUTER_ENTROPY_WEIGHT = 0.01
+
+
 def discover_online(
     env: str,
     objective: str,
@@ -736,8 +740,8 @@ def discover_online(
     check_mix_coefficient(mix, mix_k)
     validate_longrun(checkpoint_interval_s, max_nonfinite_skips)
     atari = env.startswith("atari/")
-    meta_learning_rate = (1e-4 if atari else 1e-3) if meta_learning_rate is None else meta_learning_rate
-    outer_entropy_weight = (0.01 if atari else 0.0) if outer_entropy_weight is None else outer_entropy_weight
+    meta_learning_rate = (ATARI_META_LEARNING_RATE if atari else 1e-3) if meta_learning_rate is None else meta_learning_rate
+    outer_entropy_weight = (ATARI_OUTER_ENTROPY_WEIGHT if atari else 0.0) if outer_entropy_weight is None else outer_entropy_weight
     if meta_learning_rate <= 0:
         raise InvalidConfigError(f"--meta-learning-rate must be positive, got {meta_learning_rate}")
     if outer_entropy_weight < 0:
