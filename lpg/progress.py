@@ -16,13 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class ProgressBar:
-    """Context manager: ``with ProgressBar("train catch", total=N, unit="steps") as bar: bar.update(n, "ret 0.5")``."""
+    """Context manager: ``with ProgressBar("train catch", total=N, unit="steps") as bar: bar.update(n, "ret 0.5")``.
+
+    A resumed run calls ``bar.resume_from(n)`` first: the bar starts at ``n``
+    and the rate and ETA count only the work done in this process.
+    """
 
     def __init__(self, description: str, total: int, unit: str = "steps", *, enabled: bool = True, plain_every_s: float = 10.0):
         self.description = description
         self.total = int(total)
         self.unit = unit
         self.done = 0
+        self._resumed_at = 0
         self.enabled = enabled
         self._console = Console(stderr=True)
         self._interactive = enabled and self._console.is_terminal
@@ -52,10 +57,22 @@ class ProgressBar:
             self._task = self._progress.add_task(self.description, total=self.total, rate="", status="")
         return self
 
+    def resume_from(self, done: int) -> None:
+        """Starts the bar at ``done`` (restored from a checkpoint), left out of the rate and ETA."""
+        self.done = self._resumed_at = int(done)
+        self._start = time.perf_counter()
+        if self._progress is not None:
+            self._progress.reset(self._task, completed=self.done, rate="", status="")
+
+    def rate(self) -> float:
+        """Units per second done by this process (a resumed run's restored work left out)."""
+        elapsed = time.perf_counter() - self._start
+        return (self.done - self._resumed_at) / elapsed if elapsed > 0 else 0.0
+
     def update(self, advance: int, status: str = "") -> None:
         self.done += int(advance)
         elapsed = time.perf_counter() - self._start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = self.rate()
         rate_text = f"{rate:,.0f} {self.unit}/s"
         if self._progress is not None:
             self._progress.update(self._task, advance=advance, rate=rate_text, status=status)

@@ -145,10 +145,15 @@ def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(capsys):
     frames_per_update = 2 * 2 * 4
     expected_ceiling = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"])
     assert result["ceiling_frames_per_s"] == pytest.approx(expected_ceiling)
-    assert result["a2c_frames_per_s"] > 0 and result["frodo_frames_per_s"] > 0
+    assert result["a2c_frames_per_s"] > 0 and result["frodo_frames_per_s"] > 0 and result["vtrace_overlap_frames_per_s"] > 0
     assert result["a2c_fraction_of_ceiling"] == pytest.approx(result["a2c_frames_per_s"] / expected_ceiling)
+    expected_bound = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"] + 2 * result["act_s_per_step"])
+    assert result["sync_bound_frames_per_s"] == pytest.approx(expected_bound) and expected_bound < expected_ceiling
+    assert result["a2c_fraction_of_sync_bound"] == pytest.approx(result["a2c_frames_per_s"] / expected_bound)
+    assert result["vtrace_overlap_fraction_of_ceiling"] == pytest.approx(result["vtrace_overlap_frames_per_s"] / expected_ceiling)
     assert result["frodo_fraction_of_a2c"] == pytest.approx(result["frodo_frames_per_s"] / result["a2c_frames_per_s"])
     table = format_bench_atari(result)
     assert "ceiling = 16 frames / (env + learner)" in table and "of ceiling" in table and "of A2C" in table
+    assert "synchronous bound = 16 frames / (env + learner + 2 policy forwards)" in table and "(--overlap)" in table
     assert main(["bench", "atari", "--num-envs", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err

@@ -90,8 +90,10 @@ class AtariActor:
 
         @jax.jit
         def act(params, obs, key):
+            """(action [B], logits [B, A], next key): the key is split inside, so a step dispatches one call."""
+            key, sample_key = jax.random.split(key)
             logits = apply_fn(params, obs).logits
-            return jax.random.categorical(key, logits).astype(jnp.int32), logits
+            return jax.random.categorical(sample_key, logits).astype(jnp.int32), logits, key
 
         self._act = act
         timestep = env.reset()
@@ -114,10 +116,9 @@ class AtariActor:
         obs, reward, discount, done = self._last
         buf["observation"][0], buf["reward"][0], buf["discount"][0], buf["done"][0] = obs, reward, discount, done
         buf["episode_return"][0] = 0.0
-        keys = jax.random.split(self._key, self.unroll_length + 1)
-        self._key = keys[0]
+        key = self._key
         for t in range(self.unroll_length):
-            action, logits = self._act(params, buf["observation"][t], keys[t + 1])
+            action, logits, key = self._act(params, buf["observation"][t], key)
             action = np.asarray(action)
             buf["action"][t] = action
             buf["behaviour_logits"][t] = np.asarray(logits)
@@ -127,6 +128,7 @@ class AtariActor:
             buf["discount"][t + 1] = timestep.discount
             buf["done"][t + 1] = timestep.done
             buf["episode_return"][t + 1] = info.episode_return
+        self._key = key
         buf["action"][-1] = 0
         buf["behaviour_logits"][-1] = 0.0
         self._last = (buf["observation"][-1].copy(), buf["reward"][-1].copy(), buf["discount"][-1].copy(), buf["done"][-1].copy())
@@ -397,7 +399,7 @@ def run_atari(
         skips = 0
         warm_start, warm_update = None, None
         with ProgressBar(f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})", total_frames, "frames", enabled=progress) as bar:
-            bar.update(done * frames_per_update)
+            bar.resume_from(done * frames_per_update)
             for update in range(done, num_updates):
                 rollout = actor.collect(learner.acting_params)
                 frame = (update + 1) * frames_per_update

@@ -2,15 +2,22 @@
 
 In one run: (1) raw envpool steps/s with random actions; (2) the learner's
 cost per batch (one jitted agent update on a ``[T+1, B]`` rollout); (3) the
-policy's acting cost per step; (4) end-to-end frames/s of A2C training. The
-*ceiling* is what a perfect pipeline would reach with sequential acting and
-learning: ``frames_per_update / (env_time_per_update + learner_time)``;
-end-to-end A2C is reported as a fraction of it. End-to-end rates leave out
-the first updates, which compile (``steady_frames_per_s`` of the run).
+policy's acting cost per step; (4) end-to-end frames/s of A2C training, of
+V-trace training with acting and learning overlapped (``--overlap``: one update
+of policy lag, corrected by V-trace) and of FRODO training. The *ceiling* is
+what a perfect pipeline would reach with sequential acting and learning:
+``frames_per_update / (env_time_per_update + learner_time)``; end-to-end rates
+are reported as fractions of it. The policy forward of acting is not in the
+ceiling; ``sync_bound`` adds it (``T`` forwards per update) and is the most a
+synchronous on-policy learner such as A2C can reach on this machine with zero
+overhead. End-to-end rates leave out the first updates, which compile
+(``steady_frames_per_s`` of the run); the component timings leave out their
+own warm-up calls (the first few calls after compilation are up to 1.5x slower).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -21,9 +28,14 @@ from lpg.envs.atari import AtariConfig, AtariEnv
 from lpg.networks import NetworkConfig
 from training.atari import AtariActor, AtariRunConfig, build_atari_trainer, train_atari
 
+RAW_ENV_STEPS = 600  # random-action steps of the whole batch; the first RAW_ENV_WARMUP are not timed
+RAW_ENV_WARMUP = 100
 
-def _timed(fn, repeats: int) -> float:
-    fn()  # compile / warm up
+
+def _timed(fn, repeats: int, warmup: int = 3) -> float:
+    """Mean seconds per call of ``fn`` after ``warmup`` calls (compilation and the slower first runs)."""
+    for _ in range(warmup):
+        fn()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
@@ -38,18 +50,20 @@ def _steady_fps(summary: dict) -> float:
 def bench_atari(
     game: str = "Pong", num_envs: int = 16, unroll_length: int = 5, frames: int = 200_000, seed: int = 0, with_frodo: bool = True
 ) -> dict:
-    """Measures the four numbers above; returns them with the derived ratios."""
+    """Measures the numbers above; returns them with the derived ratios (the ceiling, the synchronous bound)."""
     config = AtariRunConfig(num_envs=num_envs, unroll_length=unroll_length, log_every_s=1e9)
     frame_skip = AtariConfig().frame_skip
     env = AtariEnv(game, AtariConfig(num_envs=num_envs, seed=seed))
     try:
         env.reset()
         rng = np.random.default_rng(seed)
-        actions = [rng.integers(0, env.num_actions, num_envs).astype(np.int32) for _ in range(500)]
-        start = time.perf_counter()
-        for a in actions:
+        actions = [rng.integers(0, env.num_actions, num_envs).astype(np.int32) for _ in range(RAW_ENV_STEPS)]
+        for a in actions[:RAW_ENV_WARMUP]:
             env.step(a)
-        raw_steps_per_s = len(actions) * num_envs / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for a in actions[RAW_ENV_WARMUP:]:
+            env.step(a)
+        raw_steps_per_s = (len(actions) - RAW_ENV_WARMUP) * num_envs / (time.perf_counter() - start)
 
         objective = objectives.make("a2c", reward_clip=1.0)
         trainer = build_atari_trainer(env.spec, objective, config, NetworkConfig(), 1000)
@@ -58,17 +72,21 @@ def bench_atari(
         actor = AtariActor(env, trainer.agent.apply, unroll_length, seed)
         rollout = actor.collect(params)
         learn = jax.jit(trainer.agent_update)
-        learner_s = _timed(lambda: jax.block_until_ready(learn(params, opt_state, {}, rollout)), 5)
+        learner_s = _timed(lambda: jax.block_until_ready(learn(params, opt_state, {}, rollout)), 20)
         obs = np.asarray(rollout.observation[0])
         key = jax.random.PRNGKey(0)
-        act_s = _timed(lambda: jax.block_until_ready(actor._act(params, obs, key)), 50)
+        act_s = _timed(lambda: jax.block_until_ready(actor._act(params, obs, key)), 100)
     finally:
         env.close()
     steps_per_update = num_envs * unroll_length
     env_s = steps_per_update / raw_steps_per_s
     ceiling_fps = steps_per_update * frame_skip / (env_s + learner_s)
+    sync_bound_fps = steps_per_update * frame_skip / (env_s + learner_s + unroll_length * act_s)
     a2c = train_atari(f"atari/{game}", objective, {}, frames, seed, None, config, progress=False)
     a2c_fps = _steady_fps(a2c)
+    vtrace = objectives.make("vtrace", reward_clip=1.0)
+    overlapped = train_atari(f"atari/{game}", vtrace, {}, frames, seed, None, dataclasses.replace(config, overlap=True), progress=False)
+    overlap_fps = _steady_fps(overlapped)
     result = {
         "game": game,
         "num_envs": num_envs,
@@ -79,8 +97,13 @@ def bench_atari(
         "learner_s_per_update": learner_s,
         "act_s_per_step": act_s,
         "ceiling_frames_per_s": ceiling_fps,
+        "sync_bound_frames_per_s": sync_bound_fps,
+        "sync_bound_fraction_of_ceiling": sync_bound_fps / ceiling_fps,
         "a2c_frames_per_s": a2c_fps,
         "a2c_fraction_of_ceiling": a2c_fps / ceiling_fps,
+        "a2c_fraction_of_sync_bound": a2c_fps / sync_bound_fps,
+        "vtrace_overlap_frames_per_s": overlap_fps,
+        "vtrace_overlap_fraction_of_ceiling": overlap_fps / ceiling_fps,
     }
     if with_frodo:
         from training.atari import discover_atari_online
@@ -106,7 +129,18 @@ def format_bench_atari(r: dict) -> str:
         f"| learner time per update (batch {(r['unroll_length'] + 1) * r['num_envs']}) | {1e3 * r['learner_s_per_update']:.0f} ms |",
         f"| policy forward per acting step | {1e3 * r['act_s_per_step']:.1f} ms |",
         f"| ceiling = {frames_per_update} frames / (env + learner) | {r['ceiling_frames_per_s']:,.0f} frames/s |",
-        f"| A2C end to end | {r['a2c_frames_per_s']:,.0f} frames/s = {r['a2c_fraction_of_ceiling']:.2f} of ceiling |",
+        (
+            f"| synchronous bound = {frames_per_update} frames / (env + learner + {r['unroll_length']} policy forwards) "
+            f"| {r['sync_bound_frames_per_s']:,.0f} frames/s = {r['sync_bound_fraction_of_ceiling']:.2f} of ceiling |"
+        ),
+        (
+            f"| A2C end to end | {r['a2c_frames_per_s']:,.0f} frames/s = {r['a2c_fraction_of_ceiling']:.2f} of ceiling "
+            f"= {r['a2c_fraction_of_sync_bound']:.2f} of synchronous bound |"
+        ),
+        (
+            f"| V-trace, acting overlapped with learning (--overlap) | {r['vtrace_overlap_frames_per_s']:,.0f} frames/s "
+            f"= {r['vtrace_overlap_fraction_of_ceiling']:.2f} of ceiling |"
+        ),
     ]
     if "frodo_frames_per_s" in r:
         lines.append(f"| FRODO end to end | {r['frodo_frames_per_s']:,.0f} frames/s = {r['frodo_fraction_of_a2c']:.2f} of A2C |")

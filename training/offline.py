@@ -1011,7 +1011,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     if options.eval_every and done == 0:
         run_eval()  # the random initial objective: where every discovery curve starts
     with guard, ProgressBar(f"discover {config.method}", config.meta_steps, "meta-steps", enabled=options.progress) as bar:
-        bar.update(done)
+        bar.resume_from(done)
         while done < config.meta_steps:
             state, metrics = trainer.jit_step(state)
             done += 1

@@ -303,7 +303,7 @@ def run_meta(
         return wall_before + time.perf_counter() - start
 
     with ProgressBar(label, num_updates * per_update, "steps", enabled=progress) as bar:
-        bar.update(done * per_update)
+        bar.resume_from(done * per_update)
         for size in LongRun.remaining(chunk_sizes(num_updates, target_chunks), done):
             states, metrics = mt.run_seeds(states, size)
             metrics = jax.tree.map(np.asarray, jax.device_get(metrics))

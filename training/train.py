@@ -246,7 +246,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
             return wall_before + time.perf_counter() - start
 
         with ProgressBar(f"train {spec.name} ({objective.name})", total_steps, "steps", enabled=options.progress) as bar:
-            bar.update(done * steps_per_update)
+            bar.resume_from(done * steps_per_update)
 
             def on_chunk(done: int, metrics: dict[str, np.ndarray]) -> None:
                 advance = (done - done_updates[0]) * steps_per_update
