@@ -110,7 +110,9 @@ class BenchEnvsCommand:
 
 @dataclasses.dataclass(frozen=True)
 class BenchAtariCommand:
-    """Raw envpool steps/s, the learner's cost per batch, and end-to-end A2C frames/s on Atari."""
+    """Where Atari training time goes: raw envpool steps/s, the learner's cost per batch, the policy forward, and
+    end-to-end frames/s of A2C, of V-trace with overlapped acting and of FRODO, against the ceiling
+    frames / (env + learner) (training/atari_bench.py)."""
 
     game: str = "Pong"
     """Atari game (envpool name, e.g. Pong, Breakout)."""
@@ -119,10 +121,15 @@ class BenchAtariCommand:
     unroll_length: int = 5
     """Steps per rollout (the Atari training default)."""
     frames: int = 200_000
-    """Frames of end-to-end A2C training to time."""
+    """Frames of each end-to-end run (A2C, V-trace with --overlap, FRODO); the first two updates (compilation) are not timed."""
+    frodo: bool = True
+    """Also time FRODO (1-step meta-gradients); --no-frodo skips it (the slowest part)."""
+    out: str | None = None
+    """Also write every number as JSON to this file (written when the bench ends)."""
 
     def run(self) -> int:
         from lpg.errors import InvalidConfigError
+        from lpg.run_io import check_output_file, write_json_atomic
         from training.atari_bench import bench_atari, format_bench_atari
 
         if min(self.num_envs, self.unroll_length, self.frames) <= 0:
@@ -130,7 +137,15 @@ class BenchAtariCommand:
         from evaluation.atari_scores import reference_scores
 
         reference_scores(self.game)  # unknown game -> one-line error
-        print(format_bench_atari(bench_atari(self.game, self.num_envs, self.unroll_length, self.frames)))
+        out = check_output_file(self.out) if self.out else None
+        result = bench_atari(
+            self.game, self.num_envs, self.unroll_length, self.frames, with_frodo=self.frodo,
+            log=lambda message: print(message, file=sys.stderr, flush=True),
+        )
+        print(format_bench_atari(result))
+        if out is not None:
+            write_json_atomic(out, result)
+            print(f"wrote {out}")
         return 0
 
 

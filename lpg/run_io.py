@@ -61,6 +61,36 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def check_output_file(out: str | os.PathLike) -> Path:
+    """Validates a single output file (``lpg bench ... --out FILE``) *before* a long measurement.
+
+    Creates missing parent folders (removed again if the check fails) and
+    probes that a file can be written there; the result is then written with
+    ``write_json_atomic``, so an interrupted run leaves no half-written file.
+
+    Raises:
+      OutputDirError: ``out`` is a folder, or its folder cannot be created or written.
+    """
+    path = Path(out)
+    if path.is_dir():
+        raise OutputDirError(f"--out {str(path)!r} is a folder; give a file name such as {str(path / 'bench.json')!r}")
+    folder = path.parent
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        for created in missing:  # deepest first; only the folders made here
+            try:
+                created.rmdir()
+            except OSError:
+                break
+        raise OutputDirError(f"cannot write {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
+    return path
+
+
 class RunDir:
     """One run's output folder. Create with ``RunDir.prepare(out, config)``."""
 

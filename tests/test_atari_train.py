@@ -138,10 +138,17 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
         assert summary["final_meta_parameters"]["eta/head_norm"] > 0
 
 
-def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(capsys):
-    from training.atari_bench import bench_atari, format_bench_atari
-
-    result = bench_atari("Pong", num_envs=2, unroll_length=2, frames=160)  # 10 updates of 2 envs x 2 steps x 4 frames
+def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(tmp_path, capsys):
+    out = tmp_path / "results" / "bench.json"
+    # 10 updates of 2 envs x 2 steps x 4 frames per end-to-end run
+    assert main(["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "160", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    stages = [line for line in captured.err.splitlines() if line.startswith("bench atari: ")]
+    assert [line.split(",")[0].split(" (")[0] for line in stages] == [
+        "bench atari: raw envpool", "bench atari: learner cost per batch and policy forward per acting step",
+        "bench atari: A2C end to end", "bench atari: V-trace with acting overlapped with learning", "bench atari: FRODO end to end",
+    ]
     frames_per_update = 2 * 2 * 4
     expected_ceiling = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"])
     assert result["ceiling_frames_per_s"] == pytest.approx(expected_ceiling)
@@ -152,8 +159,28 @@ def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(capsys):
     assert result["a2c_fraction_of_sync_bound"] == pytest.approx(result["a2c_frames_per_s"] / expected_bound)
     assert result["vtrace_overlap_fraction_of_ceiling"] == pytest.approx(result["vtrace_overlap_frames_per_s"] / expected_ceiling)
     assert result["frodo_fraction_of_a2c"] == pytest.approx(result["frodo_frames_per_s"] / result["a2c_frames_per_s"])
-    table = format_bench_atari(result)
+    table = captured.out
     assert "ceiling = 16 frames / (env + learner)" in table and "of ceiling" in table and "of A2C" in table
     assert "synchronous bound = 16 frames / (env + learner + 2 policy forwards)" in table and "(--overlap)" in table
+    assert f"wrote {out}" in table
     assert main(["bench", "atari", "--num-envs", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_bench_atari_no_frodo_flag_reaches_the_bench(monkeypatch, capsys):
+    import training.atari_bench
+
+    seen = {}
+
+    def fake_bench(game, num_envs, unroll_length, frames, *, with_frodo, log):
+        seen.update(game=game, frames=frames, with_frodo=with_frodo)
+        log("bench atari: a stage")
+        return {"game": game}
+
+    monkeypatch.setattr(training.atari_bench, "bench_atari", fake_bench)
+    monkeypatch.setattr(training.atari_bench, "format_bench_atari", lambda result: f"table of {result['game']}")
+    assert main(["bench", "atari", "--game", "Breakout", "--frames", "640", "--no-frodo"]) == 0
+    captured = capsys.readouterr()
+    assert seen == {"game": "Breakout", "frames": 640, "with_frodo": False}
+    assert captured.out.strip() == "table of Breakout" and captured.err.strip() == "bench atari: a stage"
+    assert main(["bench", "atari", "--frames", "640"]) == 0 and seen["with_frodo"] is True

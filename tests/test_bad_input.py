@@ -328,3 +328,53 @@ def test_output_folder_problems_raise_output_dir_error(tmp_path):
             RunDir.prepare(out, {"run": 2})
     assert json.loads((taken / "config.json").read_text()) == {"run": 1} and blocker.read_text() == "x"
     assert not Path(PROC_OUT).exists() and issubclass(OutputDirError, UserInputError)
+
+
+# --------------------------------------------------------------------------- bench --out files
+
+BENCH_ATARI = ["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "16"]
+BENCH_SCALE = ["bench", "scale", "--device-counts", "1", "--updates", "1", "--repeats", "1"]
+
+
+@pytest.mark.parametrize("where, phrase", [("a folder", "is a folder"), ("under a file", "cannot write"), ("under /proc", "cannot write")])
+@pytest.mark.parametrize("bench", [BENCH_ATARI, BENCH_SCALE], ids=["atari", "scale"])
+def test_bench_output_file_is_checked_before_measuring(tmp_path, capsys, monkeypatch, bench, where, phrase):
+    """A bad ``lpg bench ... --out FILE`` fails in validation (nothing measured, nothing written)."""
+    import training.atari_bench
+    import training.scale_bench
+
+    def never(*args, **kwargs):
+        raise AssertionError("the bench ran despite a bad --out")
+
+    monkeypatch.setattr(training.atari_bench, "bench_atari", never)
+    monkeypatch.setattr(training.scale_bench, "bench_scale", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    out = {"a folder": folder, "under a file": blocker / "sub" / "bench.json", "under /proc": Path(PROC_OUT) / "bench.json"}[where]
+    before = snapshot(tmp_path)
+    assert main([*bench, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lpg: error: ") and phrase in lines[0], captured.err
+    assert snapshot(tmp_path) == before and not Path(PROC_OUT).exists()
+
+
+def test_check_output_file_removes_only_the_folders_it_made(tmp_path, monkeypatch):
+    import tempfile
+
+    from lpg.run_io import check_output_file
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert check_output_file(kept / "a" / "b" / "bench.json") == kept / "a" / "b" / "bench.json"
+    assert (kept / "a" / "b").is_dir() and not any((kept / "a" / "b").iterdir())  # the probe file is gone
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OutputDirError, match="Permission denied"):
+        check_output_file(kept / "x" / "y" / "bench.json")
+    assert sorted(p.name for p in kept.iterdir()) == ["a"]  # x and x/y were made and removed; kept stays

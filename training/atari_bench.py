@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -48,13 +49,25 @@ def _steady_fps(summary: dict) -> float:
 
 
 def bench_atari(
-    game: str = "Pong", num_envs: int = 16, unroll_length: int = 5, frames: int = 200_000, seed: int = 0, with_frodo: bool = True
+    game: str = "Pong",
+    num_envs: int = 16,
+    unroll_length: int = 5,
+    frames: int = 200_000,
+    seed: int = 0,
+    with_frodo: bool = True,
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict:
-    """Measures the numbers above; returns them with the derived ratios (the ceiling, the synchronous bound)."""
+    """Measures the numbers above; returns them with the derived ratios (the ceiling, the synchronous bound).
+
+    ``frames`` is the length of each end-to-end run (A2C, V-trace with
+    overlap, FRODO when ``with_frodo``); ``log`` receives one line as each
+    stage starts (the CLI prints them on stderr: the whole bench takes minutes).
+    """
     config = AtariRunConfig(num_envs=num_envs, unroll_length=unroll_length, log_every_s=1e9)
     frame_skip = AtariConfig().frame_skip
     env = AtariEnv(game, AtariConfig(num_envs=num_envs, seed=seed))
     try:
+        log(f"bench atari: raw envpool, {RAW_ENV_STEPS - RAW_ENV_WARMUP} random-action steps of {num_envs} {game} envs")
         env.reset()
         rng = np.random.default_rng(seed)
         actions = [rng.integers(0, env.num_actions, num_envs).astype(np.int32) for _ in range(RAW_ENV_STEPS)]
@@ -65,6 +78,7 @@ def bench_atari(
             env.step(a)
         raw_steps_per_s = (len(actions) - RAW_ENV_WARMUP) * num_envs / (time.perf_counter() - start)
 
+        log("bench atari: learner cost per batch and policy forward per acting step (after compilation)")
         objective = objectives.make("a2c", reward_clip=1.0)
         trainer = build_atari_trainer(env.spec, objective, config, NetworkConfig(), 1000)
         params = trainer.agent.init(jax.random.PRNGKey(seed))
@@ -82,8 +96,10 @@ def bench_atari(
     env_s = steps_per_update / raw_steps_per_s
     ceiling_fps = steps_per_update * frame_skip / (env_s + learner_s)
     sync_bound_fps = steps_per_update * frame_skip / (env_s + learner_s + unroll_length * act_s)
+    log(f"bench atari: A2C end to end, {frames:,} frames")
     a2c = train_atari(f"atari/{game}", objective, {}, frames, seed, None, config, progress=False)
     a2c_fps = _steady_fps(a2c)
+    log(f"bench atari: V-trace with acting overlapped with learning, {frames:,} frames")
     vtrace = objectives.make("vtrace", reward_clip=1.0)
     overlapped = train_atari(f"atari/{game}", vtrace, {}, frames, seed, None, dataclasses.replace(config, overlap=True), progress=False)
     overlap_fps = _steady_fps(overlapped)
@@ -110,6 +126,7 @@ def bench_atari(
         from training.meta_gradient import MetaGradConfig
         from training.online import ATARI_META_LEARNING_RATE, ATARI_OUTER_ENTROPY_WEIGHT
 
+        log(f"bench atari: FRODO end to end (1-step meta-gradients), {frames:,} frames")
         frodo = objectives.make("frodo", reward_clip=1.0)
         outer = objectives.make("a2c", value_weight=0.0, entropy_weight=ATARI_OUTER_ENTROPY_WEIGHT, td_lambda=0.95, reward_clip=1.0)
         meta = MetaGradConfig(inner_steps=1, meta_learning_rate=ATARI_META_LEARNING_RATE)

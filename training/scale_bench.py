@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lpg.errors import InvalidConfigError
+from lpg.run_io import check_output_file, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 _FORCE_FLAG = "--xla_force_host_platform_device_count"
@@ -74,12 +75,12 @@ class BenchScaleCommand:
         for name in (self.env, self.train_env):
             if envs.make_spec(name).kind != "toy":
                 raise InvalidConfigError(f"lpg bench scale runs on toy environments; {name} is not one")
+        out = check_output_file(self.out) if self.out else None
         result = bench_scale(self)
         print(format_bench_scale(result))
-        if self.out:
-            Path(self.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.out).write_text(json.dumps(result, indent=2) + "\n")
-            print(f"wrote {self.out}")
+        if out is not None:
+            write_json_atomic(out, result)
+            print(f"wrote {out}")
         return 0
 
 
