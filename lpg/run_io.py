@@ -75,18 +75,14 @@ def check_output_file(out: str | os.PathLike) -> Path:
     if path.is_dir():
         raise OutputDirError(f"--out {str(path)!r} is a folder; give a file name such as {str(path / 'bench.json')!r}")
     folder = path.parent
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    missing = _missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        for created in missing:  # deepest first; only the folders made here
-            try:
-                created.rmdir()
-            except OSError:
-                break
+        _remove_folders(missing)
         raise OutputDirError(f"cannot write {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
     return path
 
@@ -123,15 +119,14 @@ class RunDir:
                 )
         elif path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
             raise OutputDirError(f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out")
-        created = not path.exists()
+        missing = _missing_folders(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".write-probe"
             probe.write_text("ok")
             probe.unlink()
         except OSError as e:
-            if created:
-                _remove_empty_dirs(path)
+            _remove_folders(missing)
             raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
         run = cls(path)
         write_json_atomic(path / "config.json", config_json)
@@ -176,13 +171,20 @@ class RunDir:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _remove_empty_dirs(path: Path) -> None:
-    try:
-        while path.exists() and path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-            path = path.parent
-    except OSError:
-        pass
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Undoes ``mkdir(parents=True)`` after a failed check: removes, deepest first, only
+    the folders listed in ``created`` (those this process made), and only while empty.
+    A folder that existed before the command, empty or not, is never touched."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def plot_lines(
