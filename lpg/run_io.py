@@ -74,15 +74,9 @@ def check_output_file(out: str | os.PathLike) -> Path:
     path = Path(out)
     if path.is_dir():
         raise OutputDirError(f"--out {str(path)!r} is a folder; give a file name such as {str(path / 'bench.json')!r}")
-    folder = path.parent
-    missing = _missing_folders(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
+        _make_writable_folder(path.parent)
     except OSError as e:
-        _remove_folders(missing)
         raise OutputDirError(f"cannot write {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
     return path
 
@@ -119,14 +113,9 @@ class RunDir:
                 )
         elif path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
             raise OutputDirError(f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out")
-        missing = _missing_folders(path)
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / ".write-probe"
-            probe.write_text("ok")
-            probe.unlink()
+            _make_writable_folder(path)
         except OSError as e:
-            _remove_folders(missing)
             raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
         run = cls(path)
         write_json_atomic(path / "config.json", config_json)
@@ -171,20 +160,25 @@ class RunDir:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first."""
-    return [p for p in (folder, *folder.parents) if not p.exists()]
+def _make_writable_folder(folder: Path) -> None:
+    """Creates ``folder`` (and missing parents) and probes that a file can be written in it.
 
-
-def _remove_folders(created: list[Path]) -> None:
-    """Undoes ``mkdir(parents=True)`` after a failed check: removes, deepest first, only
-    the folders listed in ``created`` (those this process made), and only while empty.
-    A folder that existed before the command, empty or not, is never touched."""
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            break
+    On ``OSError`` it first removes, deepest first, exactly the folders it made
+    (a folder that existed before, empty or not, is never touched), then re-raises.
+    """
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        for created in made:
+            try:
+                created.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def plot_lines(

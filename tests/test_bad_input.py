@@ -383,17 +383,17 @@ def test_check_output_file_removes_only_the_folders_it_made(tmp_path, monkeypatc
 def test_run_dir_prepare_removes_only_the_folders_it_made(tmp_path, monkeypatch):
     """A failed write check undoes its own ``mkdir`` but never removes a folder that
     existed before, even an empty one (it used to walk upward and delete it)."""
-    import pathlib
+    import tempfile
 
     from lpg.run_io import RunDir
 
     kept = tmp_path / "kept"
     kept.mkdir()  # empty, and made by the user before the run
 
-    def refuse(self, *args, **kwargs):
+    def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(OutputDirError, match="Permission denied"):
         RunDir.prepare(kept / "x" / "y", {"seed": 0})
     assert kept.is_dir() and not any(kept.iterdir())  # x and x/y were made and removed; kept stays
