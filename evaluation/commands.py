@@ -42,6 +42,16 @@ class EvaluateCommand:
     """Atari only: emulator frames per agent (default 10M); reports human-normalised scores and their median."""
     resume: bool = False
     """Continue an interrupted evaluation in --out: environments already finished (partial_results.json) are not trained again."""
+    num_envs: int | None = None
+    """Environments per agent (default: the --agent-setup's; Atari: 16). Applies to the A2C baseline too."""
+    unroll_length: int | None = None
+    """Steps per rollout, one agent update each (default: the --agent-setup's; Atari: 5)."""
+    learning_rate: float | None = None
+    """Agent learning rate (default: the --agent-setup's; Atari: 7e-4)."""
+    optimizer: str | None = None
+    """Agent optimiser: adam, sgd or rmsprop (default: the --agent-setup's; Atari: rmsprop)."""
+    objective_config: tuple[str, ...] = ()
+    """Overrides of the saved objective's hyper-parameters, KEY=VALUE (e.g. alpha_y=0.1); not of its learned meta-parameters, so keys that change their shapes (hidden_size) are refused."""
 
     def run(self) -> int:
         from evaluation.evaluate import EvaluateOptions, run_evaluate

@@ -230,7 +230,7 @@ def evaluate_objective(
         env = envs.make(name)
         spec = env.spec
         if spec.kind == "atari":
-            raise InvalidConfigError(f"{name}: evaluation on Atari is not supported by lpg evaluate yet (toy environments only)")
+            raise InvalidConfigError(f"{name}: evaluate_objective trains on toy environments only; Atari games go through run_evaluate (lpg evaluate --envs atari/...)")
         preset = default_preset(spec)
         if isinstance(train_config, Mapping):
             config = train_config.get(name, preset.config)
@@ -300,6 +300,13 @@ class EvaluateOptions:
       resume: continue an interrupted evaluation in ``out``: environments whose
         results were saved (``partial_results.json``, written as each one
         finishes and on SIGINT/SIGTERM) are not trained again.
+      num_envs, unroll_length, learning_rate, optimizer: override the agents'
+        batch shape and optimiser (None = keep the set-up chosen by
+        ``agent_setup``, or Atari's ``training.atari.AtariRunConfig``). On toy
+        environments the A2C baseline is trained with the same set-up.
+      objective_config: KEY=VALUE overrides of the saved objective's
+        hyper-parameters (e.g. ``alpha_y=0.1`` for LPG); refused when they would
+        change the shapes of its learned meta-parameters.
     """
 
     checkpoint: str
@@ -312,6 +319,11 @@ class EvaluateOptions:
     frames: int | None = None
     agent_setup: str = "checkpoint"
     resume: bool = False
+    num_envs: int | None = None
+    unroll_length: int | None = None
+    learning_rate: float | None = None
+    optimizer: str | None = None
+    objective_config: tuple[str, ...] = ()
 
 
 def _env_spec_from(options: EvaluateOptions, metadata: Mapping[str, Any]) -> str:
@@ -385,6 +397,58 @@ def plot_scores(path: Path, evaluation: Mapping[str, Any], title: str) -> Path:
     return Path(path)
 
 
+def _agent_overrides(options: EvaluateOptions) -> dict[str, Any]:
+    """The agent set-up fields the user gave (``--num-envs`` ...), validated; {} = none."""
+    given = {k: getattr(options, k) for k in ("num_envs", "unroll_length", "learning_rate", "optimizer")}
+    given = {k: v for k, v in given.items() if v is not None}
+    for key in ("num_envs", "unroll_length"):
+        if key in given and given[key] <= 0:
+            raise InvalidConfigError(f"--{key.replace('_', '-')} must be positive, got {given[key]}")
+    return given
+
+
+def _override_agent(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """``config`` (a ``TrainConfig`` or ``AtariRunConfig``) with the user's batch shape and optimiser; validated."""
+    from lpg.optim import validate_optimizer
+
+    optimizer = config.optimizer
+    if "learning_rate" in overrides:
+        optimizer = dataclasses.replace(optimizer, learning_rate=overrides["learning_rate"])
+    if "optimizer" in overrides:
+        optimizer = dataclasses.replace(optimizer, name=overrides["optimizer"])
+    validate_optimizer(optimizer)
+    shape = {k: overrides[k] for k in ("num_envs", "unroll_length") if k in overrides}
+    return dataclasses.replace(config, optimizer=optimizer, **shape)
+
+
+def with_config_overrides(objective: Any, eta: Any, items: tuple[str, ...]) -> Any:
+    """The saved ``objective`` rebuilt with KEY=VALUE hyper-parameter overrides (``--objective-config``).
+
+    Only hyper-parameters that leave the learned meta-parameters' tree and shapes
+    unchanged can be overridden (e.g. LPG's ``alpha_y``, FRODO's ``gamma``), since
+    ``eta`` is the checkpoint's.
+
+    Raises:
+      InvalidConfigError: a malformed item, an unknown key, or an override that
+        changes the shapes of ``eta`` (e.g. ``hidden_size``).
+    """
+    import objectives
+    from training.train import parse_overrides
+
+    if not items:
+        return objective
+    overrides = parse_overrides(items, objective.config)
+    rebuilt = objectives.make(objective.name, **{**objective.config_dict(), **overrides})
+    expected = jax.eval_shape(rebuilt.init, jax.random.PRNGKey(0))
+    shapes = lambda tree: jax.tree.map(lambda x: (tuple(x.shape), np.dtype(x.dtype).name), tree)  # noqa: E731
+    if jax.tree.structure(expected) != jax.tree.structure(eta) or shapes(expected) != shapes(eta):
+        raise InvalidConfigError(
+            f"--objective-config {', '.join(sorted(overrides))}: changes the shapes of the checkpoint's learned "
+            "meta-parameters; only hyper-parameters that leave them unchanged can be overridden"
+        )
+    return rebuilt
+
+
 def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None, show_table: bool = True) -> dict[str, Any]:
     """Evaluates the checkpoint as ``options`` say and writes the run folder; returns the summary.
 
@@ -405,26 +469,30 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         raise InvalidConfigError(f"--seeds must be positive, got {options.seeds}")
     if options.steps is not None and options.steps <= 0:
         raise InvalidConfigError(f"--steps must be positive, got {options.steps}")
+    overrides = _agent_overrides(options)
     checkpoint = Path(options.checkpoint).absolute()
     objective, eta, metadata = load_objective(checkpoint)
     check_agent_heads(metadata, objective.heads.y_size)
+    objective = with_config_overrides(objective, eta, options.objective_config)
     names = envs.resolve_env_spec(_env_spec_from(options, metadata))
     atari = [n for n in names if n.startswith("atari/")]
     if atari:
         if len(atari) != len(names):
             raise InvalidConfigError("evaluate toy and Atari environments in separate runs")
-        return _run_evaluate_atari(options, objective, eta, metadata, checkpoint, names)
+        return _run_evaluate_atari(options, objective, eta, metadata, checkpoint, names, overrides)
     if options.frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
     if options.agent_setup not in ("checkpoint", "preset"):
         raise InvalidConfigError(f"--agent-setup must be checkpoint or preset, got {options.agent_setup!r}")
     recorded = checkpoint_train_config(metadata) if options.agent_setup == "checkpoint" else None
     steps_default = metadata["evaluation"].get("steps") if recorded is not None else None
+    train_configs = {}  # env -> the agents' set-up (recorded or preset, with the user's overrides)
     total = 0
     for name in names:
         spec = envs.make(name).spec
         preset = default_preset(spec)
-        config = recorded or preset.config
+        config = train_configs[name] = _override_agent(recorded or preset.config, overrides)
+        config.validate()
         steps = options.steps if options.steps is not None else (steps_default or preset.steps)
         total += 2 * options.seeds * max(1, math.ceil(steps / config.steps_per_update)) * config.steps_per_update
 
@@ -471,7 +539,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
             bar.update(sum(2 * options.seeds * r["steps"] for r in completed.values() if r.get("steps")))
             evaluation = evaluate_objective(
                 objective, eta, names, options.steps if options.steps is not None else steps_default, options.seeds, options.seed,
-                progress=progress, on_result=on_result, baseline_cache=baseline_cache, train_config=recorded, completed=completed,
+                progress=progress, on_result=on_result, baseline_cache=baseline_cache, train_config=train_configs, completed=completed,
             )
     finally:
         run.close()
@@ -482,7 +550,10 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "envs": names,
         "steps": options.steps if options.steps is not None else steps_default,
         "agent_setup": options.agent_setup if recorded is not None else "preset",
-        "train_config": recorded,
+        "train_config": _override_agent(recorded, overrides) if recorded is not None else None,
+        "agent_overrides": overrides,
+        "train_configs": train_configs,
+        "objective_config": objective.config_dict(),
         "seeds": options.seeds,
         "seed": options.seed,
         "results": evaluation["results"],
@@ -528,13 +599,17 @@ def checkpoint_train_config(metadata: Mapping[str, Any]) -> TrainConfig | None:
         raise InvalidConfigError(f"the checkpoint's recorded evaluation set-up is invalid: {error}") from None
 
 
-def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, metadata: dict, checkpoint: Path, names: list[str]) -> dict[str, Any]:
+def _run_evaluate_atari(
+    options: EvaluateOptions, objective: Any, eta: Any, metadata: dict, checkpoint: Path, names: list[str], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
     """``lpg evaluate CHECKPOINT --envs atari/...``: fresh agents learn each game from the frozen objective.
 
     Reports the raw game score (mean of games finished in the last 10 % of
     frames, averaged over seeds), its human-normalised score, and the median
     human-normalised score over games. Rewards are clipped to [-1, 1] for the
-    objective (its own ``reward_clip`` when it has one).
+    objective (its own ``reward_clip`` when it has one; ``--objective-config
+    reward_clip=...`` sets another). ``overrides`` (``--num-envs`` ...) change
+    ``AtariRunConfig``'s defaults.
     """
     from evaluation.atari_scores import human_normalised, reference_scores
     from lpg.run_io import RunDir
@@ -546,10 +621,12 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
         raise InvalidConfigError(f"--frames must be positive, got {frames}")
     for name in names:
         reference_scores(name)
-    if hasattr(objective.config, "reward_clip"):
-        objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
-    else:
-        objective = _RewardClipped(objective, 1.0)
+    agent_config = _override_agent(AtariRunConfig(), overrides)
+    if not any(item.partition("=")[0].strip() == "reward_clip" for item in options.objective_config):  # the user's wins
+        if hasattr(objective.config, "reward_clip"):
+            objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
+        else:
+            objective = _RewardClipped(objective, 1.0)
     run_config = {"command": "evaluate", "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))), "envs": names,
                   "objective": metadata["objective"], "frames": frames}
     check_resumable(options.out, options.resume, "evaluation")
@@ -571,7 +648,7 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
                 if agent_out.exists() and not resume:
                     shutil.rmtree(agent_out)  # a previous evaluation into this folder, now run again
                 summary = train_atari(
-                    name, objective, eta, frames, options.seed + k, str(agent_out), AtariRunConfig(), progress=options.progress,
+                    name, objective, eta, frames, options.seed + k, str(agent_out), agent_config, progress=options.progress,
                     run_config={"command": "evaluate agent", "env": name, "seed": options.seed + k, "frames": frames,
                                 "checkpoint": str(checkpoint)},
                     resume=resume,
@@ -598,6 +675,9 @@ def _run_evaluate_atari(options: EvaluateOptions, objective: Any, eta: Any, meta
         "envs": names,
         "frames": frames,
         "seeds": options.seeds,
+        "atari_config": agent_config,
+        "agent_overrides": dict(overrides),
+        "objective_config": objective.config_dict(),
         "results": results,
         "median_human_normalised": float(np.median(normalised)) if normalised else None,
         "mean_a2c_normalised": None,

@@ -60,7 +60,7 @@ from lpg.errors import (
     OutputDirError,
     UserInputError,
 )
-from lpg.run_io import to_jsonable
+from lpg.run_io import make_writable_folder, to_jsonable
 
 __all__ = [
     "FORMAT",
@@ -268,10 +268,9 @@ def save_objective(path: str | os.PathLike, objective: Any, eta: Any, metadata: 
     )
     json.dumps(meta)  # fail before writing anything if the caller's metadata is not JSON
 
+    staging = path.parent / f".{path.name}.saving-{uuid.uuid4().hex[:8]}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.parent / f".{path.name}.saving-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
+        make_writable_folder(staging)  # on failure it removes the parent folders it made, too
     except OSError as e:
         raise OutputDirError(f"cannot write objective checkpoint {str(path)!r}: {e.strerror or e}") from None
     try:

@@ -75,7 +75,7 @@ def check_output_file(out: str | os.PathLike) -> Path:
     if path.is_dir():
         raise OutputDirError(f"--out {str(path)!r} is a folder; give a file name such as {str(path / 'bench.json')!r}")
     try:
-        _make_writable_folder(path.parent)
+        make_writable_folder(path.parent)
     except OSError as e:
         raise OutputDirError(f"cannot write {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
     return path
@@ -114,7 +114,7 @@ class RunDir:
         elif path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
             raise OutputDirError(f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out")
         try:
-            _make_writable_folder(path)
+            make_writable_folder(path)
         except OSError as e:
             raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
         run = cls(path)
@@ -160,7 +160,7 @@ class RunDir:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _make_writable_folder(folder: Path) -> None:
+def make_writable_folder(folder: Path) -> None:
     """Creates ``folder`` (and missing parents) and probes that a file can be written in it.
 
     On ``OSError`` it first removes, deepest first, exactly the folders it made

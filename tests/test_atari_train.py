@@ -89,12 +89,17 @@ def test_evaluate_a_saved_objective_on_atari(tmp_path):
     a2c = objectives.make("a2c")
     save_objective(ckpt, a2c, a2c.init(jax.random.PRNGKey(0)), {"envs": ["catch"]})
     out = tmp_path / "eval"
-    args = ["evaluate", str(ckpt), "--envs", "atari/Pong", "--frames", "1280", "--seeds", "1", "--out", str(out), "--no-progress"]
+    args = ["evaluate", str(ckpt), "--envs", "atari/Pong", "--frames", "1408", "--seeds", "1", "--out", str(out), "--no-progress",
+            "--num-envs", "4", "--unroll-length", "8", "--learning-rate", "1e-3", "--objective-config", "reward_clip=2.0"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["atari_config"]["num_envs"] == 4 and summary["atari_config"]["unroll_length"] == 8
+    assert summary["atari_config"]["optimizer"]["learning_rate"] == 1e-3 and summary["objective_config"]["reward_clip"] == 2.0
+    agent = json.loads((out / "agents" / "Pong-seed0" / "summary.json").read_text())
+    assert agent["frames"] == 1408  # 11 updates of 4 envs x 8 steps x 4 frames (the default 16 x 5 rounds up to 1600)
     result = summary["results"]["atari/Pong"]
     assert (result["random_score"], result["human_score"]) == (-20.7, 14.6)
-    assert summary["objective"] == "a2c" and summary["frames"] == 1280 and "median_human_normalised" in summary
+    assert summary["objective"] == "a2c" and summary["frames"] == 1408 and "median_human_normalised" in summary
     assert (out / "human_normalised.png").exists()
     assert (out / "agents" / "Pong-seed0" / "training_state").is_dir()
     # --resume of a finished evaluation reuses each agent's summary: same scores, no training.

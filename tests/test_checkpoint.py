@@ -256,6 +256,25 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch, save
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
+def test_failed_save_removes_the_folders_it_made(tmp_path, monkeypatch):
+    """If the staging folder cannot be made, the missing parents made for it are removed
+    again (they used to stay behind, empty), and an existing parent is kept."""
+    from pathlib import Path
+
+    a2c = objectives.make("a2c")
+    real_mkdir = Path.mkdir
+
+    def refuse_staging(self, *args, **kwargs):
+        if ".saving-" in self.name:
+            raise PermissionError(13, "Permission denied")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse_staging)
+    with pytest.raises(OutputDirError, match="Permission denied"):
+        ck.save_objective(tmp_path / "a" / "b" / "ckpt", a2c, {}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")

@@ -111,3 +111,54 @@ def test_lpg_evaluate_uses_the_agent_setup_recorded_in_the_checkpoint(tmp_path):
     )
     assert summary["agent_setup"] == "checkpoint" and summary["train_config"].num_envs == 16
     assert summary["results"]["chain/short"]["num_updates"] == 2  # 1600 steps / (16 envs x 50 steps)
+
+
+def test_agent_overrides_reach_the_agents_and_the_a2c_baseline(a2c_checkpoint, tmp_path):
+    """--num-envs/--unroll-length/--learning-rate/--optimizer replace the set-up for the evaluated agents
+    and the baseline alike: evaluating the A2C objective equals `lpg train` with the same flags, seed by seed."""
+    from training.train import TrainOptions, train
+
+    flags = {"num_envs": 8, "unroll_length": 10, "learning_rate": 3e-3, "optimizer": "rmsprop"}
+    options = EvaluateOptions(str(a2c_checkpoint), envs=ENV, steps=800, seeds=SEEDS, out=str(tmp_path / "eval"), progress=False, **flags)
+    summary = run_evaluate(options, baseline_cache=BASELINES, show_table=False)
+    result = summary["results"][ENV]
+    assert result["steps"] == 800 and result["num_updates"] == 10  # 800 steps / (8 envs x 10 steps)
+    config = summary["train_configs"][ENV]
+    assert (config.num_envs, config.unroll_length, config.optimizer.learning_rate, config.optimizer.name) == (8, 10, 3e-3, "rmsprop")
+    assert summary["agent_overrides"] == flags
+    assert result["a2c_return_per_seed"] == result["return_per_seed"]  # the baseline used the same set-up (not a cached default one)
+
+    trained = train(TrainOptions(ENV, objective="a2c", steps=800, num_seeds=SEEDS, out=str(tmp_path / "train"), progress=False, **flags))
+    assert trained["final_return_per_seed"] == result["return_per_seed"]
+
+
+def test_objective_config_overrides_keep_the_learned_parameters(tmp_path):
+    from evaluation.evaluate import with_config_overrides
+
+    objective, eta, _ = ck.load_objective("checkpoints/lpg-toy-v1")
+    changed = with_config_overrides(objective, eta, ("alpha_y=0.1",))
+    assert changed.config.alpha_y == 0.1 and changed.config.hidden_size == objective.config.hidden_size
+    assert with_config_overrides(objective, eta, ()) is objective
+    with pytest.raises(InvalidConfigError, match="changes the shapes"):
+        with_config_overrides(objective, eta, ("hidden_size=64",))
+    with pytest.raises(InvalidConfigError, match="no field 'nope'"):
+        with_config_overrides(objective, eta, ("nope=1",))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--objective-config", "hidden_size=64"], "changes the shapes"),
+        (["--optimizer", "nope"], "unknown optimizer"),
+        (["--learning-rate", "0"], "learning rate must be positive"),
+        (["--num-envs", "0"], "--num-envs must be positive"),
+    ],
+)
+def test_cli_bad_agent_overrides_are_one_line_errors(tmp_path, capsys, flags, message):
+    from lpg.cli import main
+
+    out = tmp_path / "eval"
+    args = ["evaluate", "checkpoints/lpg-toy-v1", "--envs", ENV, "--steps", "800", "--out", str(out), "--no-progress", *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
