@@ -51,7 +51,7 @@ from lpg.types import AgentOutput
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.longrun import StopSignals, check_resumable, run_identity
 from training.presets import default_preset
-from training.train import final_return, train_loop
+from training.train import agent_setup_flags, final_return, override_agent_setup, train_loop
 
 __all__ = [
     "EvaluateOptions",
@@ -397,30 +397,6 @@ def plot_scores(path: Path, evaluation: Mapping[str, Any], title: str) -> Path:
     return Path(path)
 
 
-def _agent_overrides(options: EvaluateOptions) -> dict[str, Any]:
-    """The agent set-up fields the user gave (``--num-envs`` ...), validated; {} = none."""
-    given = {k: getattr(options, k) for k in ("num_envs", "unroll_length", "learning_rate", "optimizer")}
-    given = {k: v for k, v in given.items() if v is not None}
-    for key in ("num_envs", "unroll_length"):
-        if key in given and given[key] <= 0:
-            raise InvalidConfigError(f"--{key.replace('_', '-')} must be positive, got {given[key]}")
-    return given
-
-
-def _override_agent(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """``config`` (a ``TrainConfig`` or ``AtariRunConfig``) with the user's batch shape and optimiser; validated."""
-    from lpg.optim import validate_optimizer
-
-    optimizer = config.optimizer
-    if "learning_rate" in overrides:
-        optimizer = dataclasses.replace(optimizer, learning_rate=overrides["learning_rate"])
-    if "optimizer" in overrides:
-        optimizer = dataclasses.replace(optimizer, name=overrides["optimizer"])
-    validate_optimizer(optimizer)
-    shape = {k: overrides[k] for k in ("num_envs", "unroll_length") if k in overrides}
-    return dataclasses.replace(config, optimizer=optimizer, **shape)
-
-
 def with_config_overrides(objective: Any, eta: Any, items: tuple[str, ...]) -> Any:
     """The saved ``objective`` rebuilt with KEY=VALUE hyper-parameter overrides (``--objective-config``).
 
@@ -469,7 +445,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         raise InvalidConfigError(f"--seeds must be positive, got {options.seeds}")
     if options.steps is not None and options.steps <= 0:
         raise InvalidConfigError(f"--steps must be positive, got {options.steps}")
-    overrides = _agent_overrides(options)
+    overrides = agent_setup_flags(options)
     checkpoint = Path(options.checkpoint).absolute()
     objective, eta, metadata = load_objective(checkpoint)
     check_agent_heads(metadata, objective.heads.y_size)
@@ -491,8 +467,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     for name in names:
         spec = envs.make(name).spec
         preset = default_preset(spec)
-        config = train_configs[name] = _override_agent(recorded or preset.config, overrides)
-        config.validate()
+        config = train_configs[name] = override_agent_setup(recorded or preset.config, **overrides)
         steps = options.steps if options.steps is not None else (steps_default or preset.steps)
         total += 2 * options.seeds * max(1, math.ceil(steps / config.steps_per_update)) * config.steps_per_update
 
@@ -550,7 +525,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "envs": names,
         "steps": options.steps if options.steps is not None else steps_default,
         "agent_setup": options.agent_setup if recorded is not None else "preset",
-        "train_config": _override_agent(recorded, overrides) if recorded is not None else None,
+        "train_config": override_agent_setup(recorded, **overrides) if recorded is not None else None,
         "agent_overrides": overrides,
         "train_configs": train_configs,
         "objective_config": objective.config_dict(),
@@ -621,7 +596,7 @@ def _run_evaluate_atari(
         raise InvalidConfigError(f"--frames must be positive, got {frames}")
     for name in names:
         reference_scores(name)
-    agent_config = _override_agent(AtariRunConfig(), overrides)
+    agent_config = override_agent_setup(AtariRunConfig(), **overrides)
     if not any(item.partition("=")[0].strip() == "reward_clip" for item in options.objective_config):  # the user's wins
         if hasattr(objective.config, "reward_clip"):
             objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})

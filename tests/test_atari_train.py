@@ -121,7 +121,8 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     out = tmp_path / command
     args = (["train", "atari/Pong", "--objective", "a2c"] if command == "train" else ["discover", "online", "atari/Pong", "--objective", "frodo"])
     args += ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0", "--out", str(out), "--no-progress"] \
-        if command == "train" else ["--frames", "6400", "--checkpoint-interval-s", "0", "--out", str(out), "--no-progress"]
+        if command == "train" else ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0",
+                                    "--out", str(out), "--no-progress"]
     original, calls = atari.AtariActor.collect, [0]
 
     def crash_on_the_fourth_rollout(self, params):
@@ -139,6 +140,8 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     assert main([*args, "--resume"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_at_update"] == 3 and summary["frames"] >= 1280
+    config = json.loads((out / "config.json").read_text())["atari_config"]
+    assert (config["num_envs"], config["unroll_length"]) == (2, 8)  # the flags reached the run (train and FRODO alike)
     if command == "frodo":
         assert summary["final_meta_parameters"]["eta/head_norm"] > 0
 

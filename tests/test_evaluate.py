@@ -143,22 +143,3 @@ def test_objective_config_overrides_keep_the_learned_parameters(tmp_path):
         with_config_overrides(objective, eta, ("hidden_size=64",))
     with pytest.raises(InvalidConfigError, match="no field 'nope'"):
         with_config_overrides(objective, eta, ("nope=1",))
-
-
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--objective-config", "hidden_size=64"], "changes the shapes"),
-        (["--optimizer", "nope"], "unknown optimizer"),
-        (["--learning-rate", "0"], "learning rate must be positive"),
-        (["--num-envs", "0"], "--num-envs must be positive"),
-    ],
-)
-def test_cli_bad_agent_overrides_are_one_line_errors(tmp_path, capsys, flags, message):
-    from lpg.cli import main
-
-    out = tmp_path / "eval"
-    args = ["evaluate", "checkpoints/lpg-toy-v1", "--envs", ENV, "--steps", "800", "--out", str(out), "--no-progress", *flags]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and not out.exists()

@@ -183,3 +183,17 @@ def test_experiment_and_discover_errors(tmp_path):
     with pytest.raises(InvalidConfigError):
         discover_online("catch", "mgrl", steps=0, out=str(tmp_path / "y"))
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_discover_online_takes_the_agent_setup_flags(tmp_path):
+    """--num-envs/--unroll-length/--learning-rate/--optimizer replace the preset's batch shape and inner optimiser."""
+    from lpg.cli import main
+
+    out = tmp_path / "run"
+    args = ["discover", "online", "catch", "--objective", "mgrl", "--steps", "300", "--num-envs", "4", "--unroll-length", "5",
+            "--learning-rate", "0.02", "--optimizer", "sgd", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())["train_config"]
+    assert (config["num_envs"], config["unroll_length"]) == (4, 5)
+    assert (config["optimizer"]["name"], config["optimizer"]["learning_rate"]) == ("sgd", 0.02)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 300  # 15 updates of 4 envs x 5 steps

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -52,7 +52,7 @@ from training.meta_gradient import (
     pg_outer_objective,
 )
 from training.presets import default_preset
-from training.train import chunk_sizes, final_return, train_loop
+from training.train import chunk_sizes, final_return, override_agent_setup, train_loop
 
 # --------------------------------------------------------------------------- presets
 
@@ -713,6 +713,7 @@ def discover_online(
     progress: bool = True,
     frames: int | None = None,
     meta_interval: int = 1,
+    agent_setup: Mapping[str, Any] | None = None,
     resume: bool = False,
     checkpoint_interval_s: float = 60.0,
     max_nonfinite_skips: int = 10,
@@ -724,7 +725,9 @@ def discover_online(
     SIGINT/SIGTERM) and continue with ``resume`` exactly where they stopped.
 
     Batch shape, agent optimiser and default steps come from the environment's
-    training preset (``training.presets``); the outer loss is the policy
+    training preset (``training.presets``; on Atari ``training.atari.AtariRunConfig``),
+    with ``agent_setup`` (``num_envs``, ``unroll_length``, ``learning_rate``,
+    ``optimizer``; see ``training.train.override_agent_setup``) on top; the outer loss is the policy
     gradient with lambda-return advantages (Bonnet et al. eq. 4) at
     ``outer_gamma`` / ``outer_lambda``, plus ``outer_entropy_weight`` times the
     policy entropy. ``None`` picks the defaults: meta learning rate 1e-3 and
@@ -752,6 +755,7 @@ def discover_online(
             num_seeds=num_seeds, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate,
             meta_grad_clip=meta_grad_clip, outer_gamma=outer_gamma, outer_lambda=outer_lambda,
             outer_entropy_weight=outer_entropy_weight, stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
+            agent_setup=dict(agent_setup or {}),
             resume=resume, checkpoint_interval_s=checkpoint_interval_s, max_nonfinite_skips=max_nonfinite_skips,
         )
     if frames is not None:
@@ -763,7 +767,7 @@ def discover_online(
     if steps <= 0:
         raise InvalidConfigError(f"--steps must be positive, got {steps}")
     _check_common(out, num_seeds)
-    config = preset.config
+    config = override_agent_setup(preset.config, **(agent_setup or {}))
     num_updates = max(1, math.ceil(steps / config.steps_per_update))
     obj: Objective = objectives.make(objective)
     agent = make_agent(spec, network, y_size=obj.heads.y_size)
@@ -864,8 +868,8 @@ def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: i
 
 def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int | None, num_seeds: int, progress: bool,
                     network: NetworkConfig, out: str, seed: int, outer_gamma: float, outer_lambda: float,
-                    outer_entropy_weight: float, meta_interval: int, resume: bool, checkpoint_interval_s: float, max_nonfinite_skips: int,
-                    **meta_fields: Any) -> dict[str, Any]:
+                    outer_entropy_weight: float, meta_interval: int, agent_setup: Mapping[str, Any], resume: bool,
+                    checkpoint_interval_s: float, max_nonfinite_skips: int, **meta_fields: Any) -> dict[str, Any]:
     """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
     longrun = {"resume": resume, "checkpoint_interval_s": checkpoint_interval_s, "max_nonfinite_skips": max_nonfinite_skips}
     from training.atari import AtariRunConfig, discover_atari_online
@@ -884,7 +888,7 @@ def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int 
     if hasattr(outer.config, "reward_clip"):
         outer = type(outer)(dataclasses.replace(outer.config, reward_clip=1.0))
     meta = MetaGradConfig(**meta_fields)
-    config = AtariRunConfig()
+    config = override_agent_setup(AtariRunConfig(), **agent_setup)
     run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
                   "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
                   "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight}}

@@ -128,8 +128,16 @@ class DiscoverOnlineCommand:
     """Atari only: a meta-gradient every this many updates (plain updates in between)."""
     network: NetworkConfig = NetworkConfig()
     """Agent network."""
+    num_envs: int | None = None
+    """Environments per agent (default: the environment's preset; Atari: 16)."""
+    unroll_length: int | None = None
+    """Steps per rollout, one agent update each (default: the environment's preset; Atari: 5)."""
+    learning_rate: float | None = None
+    """Agent (inner) learning rate (default: the environment's preset; Atari: 7e-4)."""
+    optimizer: str | None = None
+    """Agent (inner) optimiser: adam, sgd or rmsprop (default: the environment's preset; Atari: rmsprop)."""
     resume: bool = False
-    """Continue the run in --out from its newest training checkpoint (same command otherwise; toy environments)."""
+    """Continue the run in --out from its newest training checkpoint (same command otherwise)."""
     checkpoint_interval_s: float = 60.0
     """Seconds between training checkpoints in --out/training_state (0 = after every chunk); SIGINT/SIGTERM also write one."""
     max_nonfinite_skips: int = 10
@@ -139,6 +147,7 @@ class DiscoverOnlineCommand:
 
     def run(self) -> int:
         from training.online import discover_online
+        from training.train import agent_setup_flags
 
         if self.num_seeds <= 0:
             raise InvalidConfigError(f"--num-seeds must be positive, got {self.num_seeds}")
@@ -163,6 +172,7 @@ class DiscoverOnlineCommand:
             progress=self.progress,
             frames=self.frames,
             meta_interval=self.meta_interval,
+            agent_setup=agent_setup_flags(self),
             resume=self.resume,
             checkpoint_interval_s=self.checkpoint_interval_s,
             max_nonfinite_skips=self.max_nonfinite_skips,

@@ -21,10 +21,10 @@ from lpg import envs
 from lpg.distributed import shard_batch
 from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig, make_agent
-from lpg.optim import OptimizerConfig, validate_optimizer
+from lpg.optim import validate_optimizer
 from lpg.progress import ProgressBar
 from lpg.run_io import RunDir, plot_lines
-from training.actor_critic import ActorCriticTrainer, LearnerState, TrainConfig
+from training.actor_critic import ActorCriticTrainer, LearnerState
 from training.longrun import (
     SKIP_KEY,
     LongRun,
@@ -173,21 +173,48 @@ def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
     return overrides
 
 
-def override_optimizer(options: TrainOptions, optimizer: OptimizerConfig) -> OptimizerConfig:
-    """``optimizer`` with the learning rate and optimiser name the user gave (None = keep)."""
-    if options.learning_rate is not None:
-        optimizer = dataclasses.replace(optimizer, learning_rate=options.learning_rate)
-    if options.optimizer is not None:
-        optimizer = dataclasses.replace(optimizer, name=options.optimizer)
-    return optimizer
+AGENT_SETUP_FIELDS = ("num_envs", "unroll_length", "learning_rate", "optimizer")  # the flags override_agent_setup takes
 
 
-def build_train_config(options: TrainOptions, preset_config: TrainConfig) -> TrainConfig:
-    return TrainConfig(
-        num_envs=options.num_envs if options.num_envs is not None else preset_config.num_envs,
-        unroll_length=options.unroll_length if options.unroll_length is not None else preset_config.unroll_length,
-        optimizer=override_optimizer(options, preset_config.optimizer),
+def override_agent_setup(
+    config: Any,
+    *,
+    num_envs: int | None = None,
+    unroll_length: int | None = None,
+    learning_rate: float | None = None,
+    optimizer: str | None = None,
+) -> Any:
+    """``config`` with the batch shape and optimiser the user gave (None keeps a field); validated.
+
+    ``config`` is a ``TrainConfig`` (toy environments) or a
+    ``training.atari.AtariRunConfig``; ``lpg train``, ``lpg discover online`` and
+    ``lpg evaluate`` apply their ``--num-envs``, ``--unroll-length``,
+    ``--learning-rate`` and ``--optimizer`` through this one function.
+
+    Raises:
+      InvalidConfigError: a non-positive batch size or unroll length, or an
+        invalid optimiser (unknown name, non-positive learning rate, ...).
+    """
+    for flag, value in (("--num-envs", num_envs), ("--unroll-length", unroll_length)):
+        if value is not None and value <= 0:
+            raise InvalidConfigError(f"{flag} must be positive, got {value}")
+    opt = config.optimizer
+    if learning_rate is not None:
+        opt = dataclasses.replace(opt, learning_rate=learning_rate)
+    if optimizer is not None:
+        opt = dataclasses.replace(opt, name=optimizer)
+    validate_optimizer(opt)
+    return dataclasses.replace(
+        config,
+        num_envs=config.num_envs if num_envs is None else num_envs,
+        unroll_length=config.unroll_length if unroll_length is None else unroll_length,
+        optimizer=opt,
     )
+
+
+def agent_setup_flags(options: Any) -> dict[str, Any]:
+    """The ``AGENT_SETUP_FIELDS`` of a command's options that the user gave (not None)."""
+    return {k: getattr(options, k) for k in AGENT_SETUP_FIELDS if getattr(options, k) is not None}
 
 
 def train(options: TrainOptions) -> dict[str, Any]:
@@ -206,8 +233,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
         raise InvalidConfigError(f"--steps must be positive, got {steps}")
     if options.num_seeds <= 0:
         raise InvalidConfigError(f"--num-seeds must be positive, got {options.num_seeds}")
-    config = build_train_config(options, preset.config)
-    config.validate()
+    config = override_agent_setup(preset.config, **agent_setup_flags(options))
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
     num_updates = max(1, math.ceil(steps / config.steps_per_update))
     agent = make_agent(spec, options.network, y_size=objective.heads.y_size)
@@ -327,15 +353,7 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     if options.num_seeds != 1:
         raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
-    defaults = AtariRunConfig()
-    config = dataclasses.replace(
-        defaults,
-        num_envs=options.num_envs if options.num_envs is not None else defaults.num_envs,
-        unroll_length=options.unroll_length if options.unroll_length is not None else defaults.unroll_length,
-        optimizer=override_optimizer(options, defaults.optimizer),
-        overlap=options.overlap,
-    )
-    validate_optimizer(config.optimizer)
+    config = dataclasses.replace(override_agent_setup(AtariRunConfig(), **agent_setup_flags(options)), overlap=options.overlap)
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
     check_resumable(options.out, options.resume)
     run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}
