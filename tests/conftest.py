@@ -8,11 +8,7 @@ agents. JAX's persistent cache (``jax_compilation_cache_dir``) serves the
 repeated compilations from disk; the compiled code is identical, so no result
 changes. Measured on the 2-core machine:
 ``tests/test_longrun.py::test_offline_killed_at_a_random_moment_and_resumed_equals_an_uninterrupted_run``
-92 s without the cache, 72 s with an empty one. Every program is cached, not
-only those that compile for over a second (JAX's default threshold), since
-many of the repeated compilations take less: four test files in one process
-took 201 s with the threshold and 176 s without, the suite (``pytest -n 2``)
-637 s without against 706-771 s with it.
+92 s without the cache, 72 s with an empty one.
 
 Each pytest process (each xdist worker) gets its own fresh folder, removed at
 the end, so nothing leaks between sessions and no two processes write one
@@ -28,7 +24,6 @@ import shutil
 import tempfile
 
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
-_MIN_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 _OWNER_ENV = "LPG_TEST_JAX_CACHE"  # marks a cache folder made here (xdist workers inherit the controller's environment)
 _made_cache: str | None = None
 
@@ -39,11 +34,9 @@ def pytest_configure(config):
         return  # the user's own cache
     _made_cache = tempfile.mkdtemp(prefix="lpg-test-jax-cache-")
     os.environ[_CACHE_ENV] = os.environ[_OWNER_ENV] = _made_cache
-    os.environ[_MIN_TIME_ENV] = "0"  # for the CLI subprocesses too
     import jax
 
     jax.config.update("jax_compilation_cache_dir", _made_cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def pytest_unconfigure(config):
