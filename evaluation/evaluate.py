@@ -51,7 +51,7 @@ from lpg.types import AgentOutput
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.longrun import StopSignals, check_resumable, run_identity
 from training.presets import default_preset
-from training.train import agent_setup_flags, final_return, override_agent_setup, train_loop
+from training.train import agent_setup_flags, final_return, override_agent_setup, parse_overrides, train_loop
 
 __all__ = [
     "EvaluateOptions",
@@ -409,7 +409,6 @@ def with_config_overrides(objective: Any, eta: Any, items: tuple[str, ...]) -> A
         changes the shapes of ``eta`` (e.g. ``hidden_size``).
     """
     import objectives
-    from training.train import parse_overrides
 
     if not items:
         return objective
@@ -525,7 +524,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "envs": names,
         "steps": options.steps if options.steps is not None else steps_default,
         "agent_setup": options.agent_setup if recorded is not None else "preset",
-        "train_config": override_agent_setup(recorded, **overrides) if recorded is not None else None,
+        "train_config": train_configs[names[0]] if recorded is not None else None,  # the one set-up every environment shares
         "agent_overrides": overrides,
         "train_configs": train_configs,
         "objective_config": objective.config_dict(),
@@ -597,7 +596,7 @@ def _run_evaluate_atari(
     for name in names:
         reference_scores(name)
     agent_config = override_agent_setup(AtariRunConfig(), **overrides)
-    if not any(item.partition("=")[0].strip() == "reward_clip" for item in options.objective_config):  # the user's wins
+    if "reward_clip" not in parse_overrides(options.objective_config, objective.config):  # the user's --objective-config wins
         if hasattr(objective.config, "reward_clip"):
             objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
         else:
