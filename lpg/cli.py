@@ -8,6 +8,8 @@ as one line on stderr with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import sys
 from typing import Annotated, Union
 
@@ -195,6 +197,24 @@ def _subcommands() -> dict[str, type]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``lpg`` command and return its exit status.
+
+    A reader that closes the pipe early (``lpg envs | head -2``) ends the
+    command quietly with status 141 (128 + SIGPIPE, as a shell reports it),
+    following Python's documented recipe: stdout is pointed at devnull so the
+    interpreter's final flush cannot raise a second time.
+    """
+    try:
+        status = _run(argv)
+        sys.stdout.flush()  # surface a closed pipe here, not in the interpreter's exit flush
+        return status
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + int(signal.SIGPIPE)
+
+
+def _run(argv: list[str] | None) -> int:
     commands = _subcommands()
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # type: ignore[valid-type]
     command = tyro.cli(

@@ -89,6 +89,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert not out.exists()
 
 
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
+    """`lpg envs | head -2`: the reader is gone before lpg writes; lpg exits 141 quietly."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "lpg.cli", "envs"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    child.stdout.close()  # before the child has imported anything, so its first flush meets a closed pipe
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141, stderr
+    assert stderr == ""
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_folder_non_root(tmp_path):  # pragma: no cover - CI runs as root
     locked = tmp_path / "locked"
