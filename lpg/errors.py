@@ -6,6 +6,11 @@ The command line prints its message as one line on stderr and exits with
 status 2; Python callers can catch the specific subclass.
 """
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class UserInputError(ValueError):
     """Invalid input from the user: the message says what and how to fix it."""
@@ -13,6 +18,24 @@ class UserInputError(ValueError):
 
 class UnknownNameError(UserInputError):
     """An environment, objective, method, experiment or preset name is not registered."""
+
+
+def closest_names(name: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
+    """The names of ``known`` closest to ``name`` (ignoring case), for a "did you mean" hint.
+
+    A name equal but for case is the only answer; otherwise the names whose
+    ``difflib`` similarity is at least ``cutoff`` and within 0.05 of the best
+    (so 'atari/Pongg' gives 'atari/Pong' alone, not every 'atari/...').
+    """
+    known = list(known)
+    exact = [k for k in known if k.lower() == name.lower()]
+    if exact:
+        return exact
+    scores = {k: difflib.SequenceMatcher(None, name.lower(), k.lower()).ratio() for k in known}
+    best = max(scores.values(), default=0.0)
+    if best < cutoff:
+        return []
+    return sorted((k for k, r in scores.items() if r >= best - 0.05), key=lambda k: -scores[k])
 
 
 class InvalidConfigError(UserInputError):

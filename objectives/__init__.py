@@ -9,7 +9,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
-from lpg.errors import InvalidConfigError, UnknownNameError
+from lpg.errors import InvalidConfigError, UnknownNameError, closest_names
 from objectives.base import AgentHeads, Eta, Metrics, Objective
 
 __all__ = ["AgentHeads", "Eta", "Metrics", "Objective", "register", "make", "list_objectives"]
@@ -64,7 +64,9 @@ def make(name: str, **overrides: Any) -> Objective:
     """
     _load_all()
     if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown objective {name!r}; known: {', '.join(_REGISTRY)} (see `lpg objectives`)")
+        suggestions = closest_names(name, _REGISTRY)
+        hint = f"did you mean {' or '.join(map(repr, suggestions))}? " if suggestions else ""
+        raise UnknownNameError(f"unknown objective {name!r}; {hint}known: {', '.join(_REGISTRY)} (see `lpg objectives`)")
     factory, _ = _REGISTRY[name]
     try:
         return factory(**overrides)

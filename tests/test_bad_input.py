@@ -93,11 +93,26 @@ def assert_bad_input(capsys, args: list[str], phrase: str, out: Path | str, *, u
         ([*OFFLINE, "--objective-config", "gama=0.9"], "no field 'gama'"),
         ([*EVALUATE, "--envs", "chain/nope"], "unknown environment 'chain/nope'"),
         (["experiment", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
+        (["train", "atari/Pongg", "--frames", "100"], "unknown environment 'atari/Pongg'; did you mean 'atari/Pong'?"),
+        (["train", "chain/shrot", "--steps", "100"], "did you mean 'chain/short'?"),
+        ([*TRAIN, "--objective", "vtrac"], "unknown objective 'vtrac'; did you mean 'vtrace'?"),
     ],
     ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,
 )
 def test_unknown_name(tmp_path, capsys, args, phrase):
     assert_bad_input(capsys, args, phrase, tmp_path / "out")
+
+
+def test_did_you_mean_picks_the_closest_names_only():
+    from lpg.errors import closest_names
+
+    games = ["atari/Pong", "atari/Boxing", "atari/Phoenix", "atari/Breakout"]
+    assert closest_names("atari/Pongg", games) == ["atari/Pong"]  # not every name sharing the 'atari/' prefix
+    assert closest_names("ATARI/PONG", games) == ["atari/Pong"]  # a case slip has one answer
+    assert closest_names("atari/Breakuot", games) == ["atari/Breakout"]
+    assert closest_names("a2x", ["a2c", "vtrace", "frodo"]) == ["a2c"]
+    assert closest_names("qwerty", ["a2c", "vtrace", "frodo"]) == []
+    assert closest_names("x", []) == []
 
 
 def test_unknown_names_raise_unknown_name_error(tmp_path):

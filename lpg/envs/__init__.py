@@ -18,7 +18,7 @@ import importlib
 from typing import Callable
 
 from lpg.envs.base import EnvSpec, Environment, EnvState
-from lpg.errors import UnknownNameError
+from lpg.errors import UnknownNameError, closest_names
 
 __all__ = ["EnvSpec", "Environment", "EnvState", "register", "make", "make_spec", "list_envs", "resolve_env_spec", "ENV_SETS"]
 
@@ -78,6 +78,9 @@ def make(name: str) -> Environment:
     """
     _load_all()
     if name not in _REGISTRY:
+        suggestions = closest_names(name, _REGISTRY)
+        if suggestions:
+            raise UnknownNameError(f"unknown environment {name!r}; did you mean {' or '.join(map(repr, suggestions))}? (see `lpg envs`)")
         close = [n for n in _REGISTRY if n.split("/")[0] == name.split("/")[0]] or sorted(_REGISTRY)[:8]
         raise UnknownNameError(f"unknown environment {name!r}; known ones include: {', '.join(close)} (see `lpg envs`)")
     return _REGISTRY[name].factory()
