@@ -678,6 +678,8 @@ def _run_evaluate_atari(
         score_text = "n/a" if score is None else f"{score:.1f}"
         hns_text = "n/a" if hns is None else f"{hns:.3f}"
         print(f"| {game} | {score_text} | {hns_text} |")
+    if any(results[game]["score"] is None for game in games):
+        print("n/a: no game finished within --frames; give more --frames")
     median = summary["median_human_normalised"]
     print(f"median human-normalised: {'n/a' if median is None else f'{median:.3f}'}")
     return summary

@@ -74,6 +74,8 @@ class TrainCommand(TrainOptions):
                 f"(human-normalised {'n/a' if hns is None else f'{hns:.3f}'}) after {summary['frames']:,} frames "
                 f"({summary['wall_s']:.0f}s, {summary['frames_per_s']:,.0f} frames/s); wrote {self.out}/summary.json"
             )
+            if score is None:
+                print("no game finished within --frames, so there is no score; give more --frames")
             return 0
         print(
             f"{summary['env']} / {summary['objective']}: final_return "

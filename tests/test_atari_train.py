@@ -45,7 +45,7 @@ def test_actor_rollouts_overlap_and_follow_the_convention():
         env.close()
 
 
-def test_lpg_train_atari_writes_the_run_folder(tmp_path):
+def test_lpg_train_atari_writes_the_run_folder(tmp_path, capsys):
     out = tmp_path / "pong"
     args = ["train", "atari/Pong", "--frames", "640", "--num-envs", "2", "--unroll-length", "8", "--out", str(out), "--no-progress"]
     assert main(args) == 0
@@ -55,6 +55,8 @@ def test_lpg_train_atari_writes_the_run_folder(tmp_path):
     assert summary["steady_frames_per_s"] > 0  # 5 updates, the first 2 (compilation) left out
     assert json.loads((out / "config.json").read_text())["objective_config"]["reward_clip"] == 1.0
     assert (out / "metrics.jsonl").read_text().strip()
+    assert summary["score"] is None  # no Pong game ends in 640 frames, and the user is told why
+    assert "no game finished within --frames" in capsys.readouterr().out
 
 
 def test_unknown_atari_game_is_a_clean_error(tmp_path, capsys):
@@ -82,7 +84,7 @@ def test_atari_online_discovery_rejects_n_step(tmp_path, capsys):
     assert "1-step" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-def test_evaluate_a_saved_objective_on_atari(tmp_path):
+def test_evaluate_a_saved_objective_on_atari(tmp_path, capsys):
     from lpg.checkpoint import save_objective
 
     ckpt = tmp_path / "a2c-objective"
@@ -101,6 +103,7 @@ def test_evaluate_a_saved_objective_on_atari(tmp_path):
     assert (result["random_score"], result["human_score"]) == (-20.7, 14.6)
     assert summary["objective"] == "a2c" and summary["frames"] == 1408 and "median_human_normalised" in summary
     assert (out / "human_normalised.png").exists()
+    assert result["score"] is None and "n/a: no game finished within --frames" in capsys.readouterr().out
     assert (out / "agents" / "Pong-seed0" / "training_state").is_dir()
     # --resume of a finished evaluation reuses each agent's summary: same scores, no training.
     assert main([*args, "--resume"]) == 0
