@@ -68,14 +68,9 @@ class TrainCommand(TrainOptions):
         summary = train(self)
         final = summary["final_return"]
         if "frames_per_s" in summary:
-            score, hns = summary["score"], summary["human_normalised"]
-            print(
-                f"{summary['env']} / {summary['objective']}: score {'n/a' if score is None else f'{score:.1f}'} "
-                f"(human-normalised {'n/a' if hns is None else f'{hns:.3f}'}) after {summary['frames']:,} frames "
-                f"({summary['wall_s']:.0f}s, {summary['frames_per_s']:,.0f} frames/s); wrote {self.out}/summary.json"
-            )
-            if score is None:
-                print("no game finished within --frames, so there is no score; give more --frames")
+            from training.atari import atari_result_lines
+
+            print("\n".join(atari_result_lines(summary, self.out)))
             return 0
         print(
             f"{summary['env']} / {summary['objective']}: final_return "

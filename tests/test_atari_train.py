@@ -65,7 +65,7 @@ def test_unknown_atari_game_is_a_clean_error(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path):
+def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path, capsys):
     out = tmp_path / "frodo"
     args = ["discover", "online", "atari/Pong", "--objective", "frodo", "--frames", "960", "--out", str(out), "--no-progress"]
     assert main(args) == 0  # 3 updates of 16 envs x 5 steps: a plain first update, then two meta-updates
@@ -76,6 +76,9 @@ def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["meta_grad_norm"] > 0 and np.isfinite(rows[-1]["meta_loss"])
     assert summary["final_meta_parameters"]["eta/head_norm"] > 0  # FRODO's residual head starts at 0
+    printed = capsys.readouterr().out  # an Atari run reports its score in frames, as `lpg train` does
+    assert "atari/Pong / frodo (1-step): score n/a (human-normalised n/a) after 960 frames" in printed
+    assert "meta-parameters: eta/head_norm=" in printed
 
 
 def test_atari_online_discovery_rejects_n_step(tmp_path, capsys):

@@ -135,6 +135,19 @@ class AtariActor:
         return Rollout(**{name: jnp.asarray(array) for name, array in buf.items()})
 
 
+def atari_result_lines(summary: dict[str, Any], out: str, label: str | None = None) -> list[str]:
+    """What ``lpg train`` and ``lpg discover online`` print at the end of an Atari run (score, rate, where it went)."""
+    score, hns = summary["score"], summary["human_normalised"]
+    lines = [
+        f"{summary['env']} / {label or summary['objective']}: score {'n/a' if score is None else f'{score:.1f}'} "
+        f"(human-normalised {'n/a' if hns is None else f'{hns:.3f}'}) after {summary['frames']:,} frames "
+        f"({summary['wall_s']:.0f}s, {summary['frames_per_s']:,.0f} frames/s); wrote {out}/summary.json"
+    ]
+    if score is None:
+        lines.append("no game finished within --frames, so there is no score; give more --frames")
+    return lines
+
+
 def game_of(env_name: str) -> str:
     if not env_name.startswith("atari/"):
         raise InvalidConfigError(f"{env_name!r} is not an Atari environment (atari/<Game>)")

@@ -179,8 +179,14 @@ class DiscoverOnlineCommand:
         )
         final = summary["final_return"]
         eta = ", ".join(f"{k}={v:.4g}" for k, v in summary["final_meta_parameters"].items())
+        label = f"{summary['objective']} ({self.inner_steps}-step{' mix' if self.mix else ''})"
+        if "frames_per_s" in summary:
+            from training.atari import atari_result_lines
+
+            print("\n".join([*atari_result_lines(summary, self.out, label), f"meta-parameters: {eta}"]))
+            return 0
         print(
-            f"{summary['env']} / {summary['objective']} ({self.inner_steps}-step{' mix' if self.mix else ''}): final_return "
+            f"{summary['env']} / {label}: final_return "
             f"{'n/a' if final is None else f'{final:.3f}'} after {summary['steps']:,} steps ({summary['wall_s']:.1f}s); "
             f"meta-parameters: {eta}; wrote {self.out}/summary.json"
         )
