@@ -147,7 +147,7 @@ def _wait_for_checkpoint(proc: subprocess.Popen, directory: Path, timeout: float
 
 
 def test_offline_killed_at_a_random_moment_and_resumed_equals_an_uninterrupted_run(tmp_path):
-    args = ["discover", "offline", "--method", "grad", "--meta-steps", "40", "--checkpoint-every", "1", *OFFLINE_TOY]
+    args = ["discover", "offline", "--method", "grad", "--meta-steps", "20", "--checkpoint-every", "1", *OFFLINE_TOY]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main([*args, "--out", str(whole)]) == 0
 
