@@ -81,6 +81,24 @@ def check_output_file(out: str | os.PathLike) -> Path:
     return path
 
 
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON trees differ (keys only in one included), e.g. ``['options.seed']``.
+
+    Names what makes an output folder "a different run", so a user resuming
+    with a changed flag sees which one.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        paths = []
+        for key in sorted(set(old) | set(new), key=str):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                paths.append(where)
+            else:
+                paths.extend(config_differences(old[key], new[key], where))
+        return paths
+    return [] if old == new else [prefix or "(root)"]
+
+
 class RunDir:
     """One run's output folder. Create with ``RunDir.prepare(out, config)``."""
 
@@ -108,8 +126,12 @@ class RunDir:
             except (OSError, ValueError):
                 previous = None
             if previous != config_json or not allow_existing_same:
+                differing = config_differences(previous, config_json) if isinstance(previous, dict) and previous != config_json else []
+                shown = ", ".join(differing[:4]) + (f" and {len(differing) - 4} more" if len(differing) > 4 else "")
                 raise OutputDirError(
-                    f"output folder {str(path)!r} already holds a different run; choose a new --out or delete it"
+                    f"output folder {str(path)!r} already holds a different run"
+                    + (f" (its config.json differs in {shown})" if shown else "")
+                    + "; choose a new --out or delete it"
                 )
         elif path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
             raise OutputDirError(f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out")

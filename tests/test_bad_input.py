@@ -356,6 +356,26 @@ def test_output_folder_problems_raise_output_dir_error(tmp_path):
     assert not Path(PROC_OUT).exists() and issubclass(OutputDirError, UserInputError)
 
 
+def test_a_different_run_is_refused_naming_what_differs(tmp_path):
+    from lpg.run_io import RunDir, config_differences
+
+    old = {"command": "train", "options": {"seed": 3, "steps": 100, "agent": {"lr": 1e-3}}, "gone": 1}
+    new = {"command": "train", "options": {"seed": 4, "steps": 100, "agent": {"lr": 2e-3}}, "added": [1]}
+    assert config_differences(old, new) == ["added", "gone", "options.agent.lr", "options.seed"]
+    assert config_differences(old, old) == []
+    RunDir.prepare(tmp_path / "run", old)
+    with pytest.raises(OutputDirError, match=r"differs in added, gone, options\.agent\.lr, options\.seed\)"):
+        RunDir.prepare(tmp_path / "run", new)
+    many = {"options": {f"k{i}": i for i in range(6)}}
+    RunDir.prepare(tmp_path / "many", many)
+    with pytest.raises(OutputDirError, match=r"options\.k3 and 2 more\)"):
+        RunDir.prepare(tmp_path / "many", {"options": {f"k{i}": -i - 1 for i in range(6)}})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    with pytest.raises(OutputDirError, match=r"already holds a different run; choose"):
+        RunDir.prepare(tmp_path / "broken", old)
+
+
 # --------------------------------------------------------------------------- bench --out files
 
 BENCH_ATARI = ["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "16"]

@@ -64,7 +64,7 @@ def test_train_writes_every_promised_output(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["final_return"] == summary["final_return"]
     # ... a different run into it is not.
     assert main(["train", "catch", "--steps", "3000", "--seed", "4", "--out", str(out), "--no-progress"]) == 2
-    assert "already holds a different run" in capsys.readouterr().err
+    assert "already holds a different run (its config.json differs in options.seed)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
