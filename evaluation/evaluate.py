@@ -438,7 +438,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     """
     from lpg.checkpoint import check_agent_heads, load_objective
     from lpg.progress import ProgressBar
-    from lpg.run_io import RunDir, write_json_atomic
+    from lpg.run_io import RunDir, finished_run, write_json_atomic
 
     if options.seeds <= 0:
         raise InvalidConfigError(f"--seeds must be positive, got {options.seeds}")
@@ -478,14 +478,21 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "checkpoint_saved_at": metadata.get("saved_at"),
     }
     partial_path = Path(options.out) / PARTIAL_RESULTS
+    title = f"{objective.name} from {checkpoint.name}"
+    if (stored := finished_run(options.out, run_config, resume=options.resume)) is not None:
+        if show_table:
+            _print_table(stored, title)
+        return stored
     check_resumable(options.out, options.resume, "evaluation")
     run = RunDir.prepare(options.out, run_config)
     completed: dict[str, dict[str, Any]] = {}
+    wall_before = 0.0  # seconds spent by the interrupted sessions of this evaluation
     if partial_path.exists():
         if not options.resume:
             raise OutputDirError(f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out")
         try:
-            completed = dict(json.loads(partial_path.read_text())["results"])
+            partial = json.loads(partial_path.read_text())
+            completed, wall_before = dict(partial["results"]), float(partial.get("wall_s", 0.0))
         except (OSError, ValueError, KeyError, TypeError):
             raise CheckpointError(f"{str(partial_path)!r} is unreadable; delete it to evaluate every environment again") from None
     start = time.perf_counter()
@@ -497,7 +504,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         run.log(logged[0], {"env": name, **row, "elapsed_s": time.perf_counter() - start})
         logged[0] += 1
         completed[name] = result
-        write_json_atomic(partial_path, {"results": completed})
+        write_json_atomic(partial_path, {"results": completed, "wall_s": wall_before + time.perf_counter() - start})
 
     def progress(advance: int, text: str = "") -> None:
         bar.update(advance, text)
@@ -535,9 +542,8 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "return_definition": RETURN_DEFINITION,
         "a2c_normalised_definition": NORMALISED_DEFINITION,
         "random_return_definition": f"uniform-random policy, mean return of completed episodes over up to {RANDOM_STEPS_CAP:,} steps per seed",
-        "wall_s": time.perf_counter() - start,
+        "wall_s": wall_before + time.perf_counter() - start,  # every session's, up to the last finished environment of an interrupted one
     }
-    title = f"{objective.name} from {checkpoint.name}"
     plot_scores(run.path / "a2c_normalised.png", evaluation, title)
     run.write_summary(summary)
     partial_path.unlink(missing_ok=True)
@@ -586,7 +592,7 @@ def _run_evaluate_atari(
     ``AtariRunConfig``'s defaults.
     """
     from evaluation.atari_scores import human_normalised, reference_scores
-    from lpg.run_io import RunDir
+    from lpg.run_io import RunDir, finished_run
     from objectives import make as make_objective
     from training.atari import AtariRunConfig, train_atari
 
@@ -603,6 +609,9 @@ def _run_evaluate_atari(
             objective = _RewardClipped(objective, 1.0)
     run_config = {"command": "evaluate", "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))), "envs": names,
                   "objective": metadata["objective"], "frames": frames}
+    if (stored := finished_run(options.out, run_config, resume=options.resume)) is not None:
+        _print_atari_table(stored)
+        return stored
     check_resumable(options.out, options.resume, "evaluation")
     run = RunDir.prepare(options.out, run_config)
     agents_dir = run.path / "agents"  # one run folder (with training checkpoints) per game and seed
@@ -672,14 +681,20 @@ def _run_evaluate_atari(
     fig.savefig(run.path / "human_normalised.png", dpi=110)
     plt.close(fig)
     run.write_summary(summary)
+    _print_atari_table(summary)
+    return summary
+
+
+def _print_atari_table(summary: Mapping[str, Any]) -> None:
+    """Prints an Atari evaluation's table (score and human-normalised score per game) and its median."""
+    results = summary["results"]
     print("| game | score | human-normalised |\n|---|---:|---:|")
-    for game in games:
-        score, hns = results[game]["score"], results[game]["human_normalised"]
+    for game, result in results.items():
+        score, hns = result["score"], result["human_normalised"]
         score_text = "n/a" if score is None else f"{score:.1f}"
         hns_text = "n/a" if hns is None else f"{hns:.3f}"
         print(f"| {game} | {score_text} | {hns_text} |")
-    if any(results[game]["score"] is None for game in games):
+    if any(result["score"] is None for result in results.values()):
         print("n/a: no game finished within --frames; give more --frames")
     median = summary["median_human_normalised"]
     print(f"median human-normalised: {'n/a' if median is None else f'{median:.3f}'}")
-    return summary

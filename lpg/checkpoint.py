@@ -473,6 +473,7 @@ def save_training_state(
     extra: Mapping[str, Any] | None = None,
     keep: int = 2,
     history: Mapping[str, Any] | None = None,
+    replace: bool = False,
 ) -> Path:
     """Saves a training checkpoint for exact resume as step ``step`` of ``directory``.
 
@@ -482,7 +483,8 @@ def save_training_state(
     the updates so far, whose shapes grow with the run), restored as
     ``extra["history"]``. Returns after the checkpoint is completely written (orbax commits
     it atomically); the newest ``keep`` steps are kept. Saving a step that
-    already exists keeps the existing one.
+    already exists keeps the existing one, unless ``replace`` (then the old one
+    is deleted first: a kill in between leaves the older kept steps).
 
     Returns:
       The step's folder.
@@ -503,6 +505,8 @@ def save_training_state(
     except OSError as e:
         raise OutputDirError(f"cannot write training checkpoints to {str(directory)!r}: {e.strerror or e}") from None
     try:
+        if replace and int(step) in manager.all_steps():
+            manager.delete(int(step))
         if int(step) not in manager.all_steps():
             items = {"state": ocp.args.StandardSave(state), "extra": ocp.args.JsonSave(extra_json)}
             if history_arrays:

@@ -20,9 +20,10 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -99,6 +100,43 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "(root)"]
 
 
+def finished_run(
+    out: str | os.PathLike | None,
+    config: Any,
+    *,
+    resume: bool,
+    matches: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any] | None:
+    """The summary of run ``config`` when ``out`` already holds it finished; checked before anything runs.
+
+    A run is finished when its ``config.json`` equals ``config`` and its
+    ``summary.json`` (written last) exists and, where given, ``matches(summary)``
+    (e.g. the same number of meta-steps, for runs that ``--resume`` can extend).
+    With ``resume`` the stored summary is returned and a note goes to stderr,
+    so the caller returns it instead of training again (its numbers, wall time
+    and files stay as they were). Without ``resume`` a finished run is an
+    ``OutputDirError``: running it again would only repeat it into the same files.
+
+    Returns None when ``out`` holds no finished run of ``config``.
+    """
+    if out is None:
+        return None
+    path = Path(out)
+    try:
+        same = json.loads((path / "config.json").read_text()) == to_jsonable(config)
+        summary = json.loads((path / "summary.json").read_text()) if same else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or (matches is not None and not matches(summary)):
+        return None
+    if not resume:
+        raise OutputDirError(
+            f"output folder {str(path)!r} already holds this run, finished; add --resume to show its results again, or choose a new --out"
+        )
+    print(f"lpg: {str(path)!r} already holds this run, finished; nothing to do (its files are kept as they were)", file=sys.stderr)
+    return summary
+
+
 class RunDir:
     """One run's output folder. Create with ``RunDir.prepare(out, config)``."""
 
@@ -110,6 +148,10 @@ class RunDir:
     @classmethod
     def prepare(cls, out: str | os.PathLike, config: Any, *, allow_existing_same: bool = True) -> "RunDir":
         """Validates ``out`` and writes ``config.json``.
+
+        ``allow_existing_same=False`` (commands without ``--resume``) also refuses
+        a folder that holds this same run's results (``metrics.jsonl`` or
+        ``summary.json``): running again would append to them.
 
         Raises:
           OutputDirError: ``out`` is a file, cannot be created or written, or
@@ -125,8 +167,12 @@ class RunDir:
                 previous = json.loads(existing.read_text())
             except (OSError, ValueError):
                 previous = None
-            if previous != config_json or not allow_existing_same:
-                differing = config_differences(previous, config_json) if isinstance(previous, dict) and previous != config_json else []
+            if previous == config_json and not allow_existing_same and any((path / f).exists() for f in ("metrics.jsonl", "summary.json")):
+                raise OutputDirError(
+                    f"output folder {str(path)!r} already holds the results of this run; choose a new --out or delete it"
+                )
+            if previous != config_json:
+                differing = config_differences(previous, config_json) if isinstance(previous, dict) else []
                 shown = ", ".join(differing[:4]) + (f" and {len(differing) - 4} more" if len(differing) > 4 else "")
                 raise OutputDirError(
                     f"output folder {str(path)!r} already holds a different run"

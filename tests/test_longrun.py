@@ -130,6 +130,51 @@ def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_l
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
 
 
+def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evaluation(tmp_path, monkeypatch, capsys):
+    import training.offline as offline
+    from training.offline import OfflineTrainer
+
+    original_evaluate = offline.evaluate
+    calls = []
+
+    def interrupted_once(*args, **kwargs):  # Ctrl-C while the final evaluation runs (the only evaluation: --eval-every 0)
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(offline, "evaluate", interrupted_once)
+    out = tmp_path / "run"
+    args = ["discover", "offline", "--method", "grad", "--meta-steps", "3", "--out", str(out), *OFFLINE_TOY]
+    assert main(args) == 128 + signal.SIGINT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "during the final evaluation; all 3 meta-steps are saved" in err[0] and "--resume" in err[0]
+    assert latest_training_step(out / "training_state") == 3 and not (out / "summary.json").exists()
+    _, eta_before, metadata = load_objective(out / "objective")
+    assert metadata["eval_scores"] is None
+
+    def no_meta_steps(self, state):
+        raise AssertionError("the resumed run trained again")
+
+    monkeypatch.setattr(OfflineTrainer, "step", no_meta_steps)
+    assert main([*args, "--resume"]) == 0 and len(calls) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta_steps"] == 3 and [e["meta_step"] for e in summary["evaluations"]] == [3]
+    _, eta_after, metadata = load_objective(out / "objective")
+    _assert_trees_equal(jax.tree.leaves(eta_before), jax.tree.leaves(eta_after))
+    assert metadata["eval_scores"]["mean_a2c_normalised"] == summary["mean_a2c_normalised"]
+    # The training state of meta-step 3 was replaced by one that records the final evaluation.
+    extra = json.loads((out / "training_state" / "3" / "extra" / "metadata").read_text())
+    assert [e["meta_step"] for e in extra["evaluations"]] == [3]
+    # Resuming the finished run does nothing and keeps its files; running it again without --resume is refused.
+    before = (out / "summary.json").read_text()
+    assert main([*args, "--resume"]) == 0 and len(calls) == 2
+    assert (out / "summary.json").read_text() == before
+    assert "already holds this run, finished; nothing to do" in capsys.readouterr().err
+    assert main(args) == 2
+    assert "already holds this run, finished; add --resume" in capsys.readouterr().err
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lpg.cli", *args]
 
@@ -249,8 +294,8 @@ def test_evaluate_stopped_by_sigint_resumes_without_retraining_finished_environm
         pytest.skip("the evaluation finished before SIGINT arrived")
     assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert len(err.strip().splitlines()) == 1 and "SIGINT" in err and "--resume" in err
-    finished = json.loads((stopped / "partial_results.json").read_text())["results"]
-    assert len(finished) == 1 and not (stopped / "summary.json").exists()
+    partial = json.loads((stopped / "partial_results.json").read_text())
+    assert len(partial["results"]) == 1 and not (stopped / "summary.json").exists()
 
     assert main([*args, "--out", str(stopped)]) == 2  # unfinished: needs --resume
     assert main([*args, "--out", str(stopped), "--resume"]) == 0
@@ -260,3 +305,4 @@ def test_evaluate_stopped_by_sigint_resumes_without_retraining_finished_environm
         for key in ("return_per_seed", "a2c_return_per_seed", "random_return_per_seed", "a2c_normalised"):
             assert a["results"][name][key] == b["results"][name][key], (name, key)
     assert not (stopped / "partial_results.json").exists()
+    assert b["wall_s"] > partial["wall_s"] > 0  # both sessions' time

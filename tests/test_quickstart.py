@@ -115,3 +115,8 @@ def test_quickstart_toy_size(tmp_path, capsys):
     # It prints where the files went and the numbers.
     assert str(out / "discovery") in printed and str(out / "evaluation") in printed
     assert "A2C-normalised" in printed and "quickstart done" in printed
+    # The same quickstart again reuses both finished parts: same numbers, files untouched, no training.
+    kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name in ("summary.json", "metrics.jsonl")}
+    assert command.run() == 0
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert capsys.readouterr().err.count("already holds this run, finished; nothing to do") == 2

@@ -275,6 +275,11 @@ class LongRun:
         checkpoint.save_training_state(self.directory, done, state, payload, history=history)
         self.mark_saved(done)
 
+    @property
+    def last_saved_step(self) -> int | None:
+        """``done`` of the newest checkpoint saved or restored by this run (None before the first)."""
+        return self._last_saved_step
+
     def mark_saved(self, done: int) -> None:
         """Records that a checkpoint of ``done`` units exists (for loops that write their own)."""
         self._last_save = time.monotonic()

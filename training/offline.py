@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import signal
 import time
 from typing import Any, Callable
 
@@ -53,7 +54,7 @@ from flax import struct
 from lpg import distributed
 from lpg import envs as envs_lib
 from lpg.envs.base import Environment
-from lpg.errors import InvalidConfigError, UnknownNameError
+from lpg.errors import InvalidConfigError, RunInterrupted, UnknownNameError
 from lpg.networks import Agent, NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import ActorState, episode_stats, reset_actors, unroll
@@ -899,7 +900,7 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     """
     import lpg
     from lpg.progress import ProgressBar
-    from lpg.run_io import plot_lines, to_jsonable
+    from lpg.run_io import finished_run, plot_lines, to_jsonable
 
     objective, config = build_offline(options)
     # meta_steps is not part of the run's identity, so --resume can extend a run.
@@ -911,6 +912,11 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "objective_config": objective.config_dict(),
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "meta_steps"},
     }
+    stored = distributed.on_primary(  # process 0 owns the run folder; every process returns its summary
+        lambda: finished_run(options.out, run_config, resume=options.resume, matches=lambda s: s.get("meta_steps") == config.meta_steps)
+    )
+    if stored is not None:
+        return stored
     ckpt = _checkpoint_module()
     if options.resume and ckpt is not None:  # a missing training checkpoint is reported before anything is written
         from lpg.errors import CheckpointError
@@ -964,12 +970,13 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
             "eval_scores": final_eval,
         }
 
-    def save(final_eval: dict[str, Any] | None) -> None:
+    def save(final_eval: dict[str, Any] | None, replace: bool = False) -> None:
         if ckpt is None:
             return
         ckpt.save_objective(run.path / "objective", objective, state.eta, metadata(final_eval))
         ckpt.save_training_state(
-            train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations, "best": best, "nonfinite_skips": guard.total_skips}
+            train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations, "best": best, "nonfinite_skips": guard.total_skips},
+            replace=replace,
         )
         guard.mark_saved(int(state.step))
 
@@ -1037,8 +1044,17 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
                 save(None)
             guard.raise_if_interrupted(done)
     jax.block_until_ready(state.eta)
-    final_eval = run_eval()
-    save(final_eval)
+    if guard.last_saved_step != done:
+        save(None)  # all meta-steps are on disk before the final evaluation: an interrupt there loses only the evaluation
+    try:
+        final_eval = run_eval()
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"discover offline stopped by SIGINT during the final evaluation; all {done} meta-steps are saved in "
+            f"{str(train_dir)!r}; continue with the same command plus --resume (only the evaluation is redone)",
+            signum=signal.SIGINT,
+        ) from None
+    save(final_eval, replace=True)  # the training state now records the final evaluation (for --resume with more --meta-steps)
     train_wall = wall()
 
     series = [(k, [x for x, _ in v], [y for _, y in v]) for k, v in sorted(curve.items())]

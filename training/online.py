@@ -35,7 +35,7 @@ from lpg.errors import InvalidConfigError, UnknownNameError
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig
 from lpg.progress import ProgressBar
-from lpg.run_io import RunDir, plot_lines
+from lpg.run_io import RunDir, finished_run, plot_lines
 from objectives.a2c import A2C, A2CConfig
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
@@ -385,7 +385,7 @@ def run_mrp_gamma(p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = T
     if p.unroll_length != 10:
         raise InvalidConfigError("mrp-gamma needs unroll_length 10 (rollouts aligned with the 10-step episodes)")
     mt = build_mrp_gamma(p)
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "mrp-gamma", "preset": p, "seed": seed})
+    run = RunDir.prepare(out, {"command": "experiment", "experiment": "mrp-gamma", "preset": p, "seed": seed}, allow_existing_same=False)
     rec = run_meta(mt, p.num_updates, seed, p.num_seeds, run, label="mrp-gamma", progress=progress)
     gammas_per_seed = np.asarray(jax.nn.sigmoid(rec["states"].eta["gamma_logits"]))  # [S, 10]
     gammas = gammas_per_seed.mean(axis=0)
@@ -432,7 +432,7 @@ def run_catch_frodo(p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool
     meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, mix_k=p.mix_k, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate, meta_grad_clip=p.meta_grad_clip)
     mt = MetaGradientTrainer.create(ActorCriticTrainer.create(env, agent, frodo, config), pg_outer_objective(p.gamma, p.td_lambda), meta)
     a2c_trainer = ActorCriticTrainer.create(env, agent, a2c, config)
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "catch-frodo", "preset": p, "seed": seed})
+    run = RunDir.prepare(out, {"command": "experiment", "experiment": "catch-frodo", "preset": p, "seed": seed}, allow_existing_same=False)
 
     start = time.perf_counter()
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + p.num_seeds))
@@ -489,7 +489,7 @@ def run_snake_metagrad(p: SnakeMetaGradPreset, out: str, seed: int = 0, progress
         raise InvalidConfigError(f"--steps must be positive, got {p.steps}")
     num_updates = max(1, math.ceil(p.steps / (p.num_envs * p.unroll_length)))
     mt = build_snake(p, num_updates, env_name)
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "snake-metagrad", "preset": p, "seed": seed})
+    run = RunDir.prepare(out, {"command": "experiment", "experiment": "snake-metagrad", "preset": p, "seed": seed}, allow_existing_same=False)
     rec = run_meta(mt, num_updates, seed, p.num_seeds, run, label=f"snake n={p.inner_steps}{' mix' if p.mix else ''}", progress=progress)
     final, per_seed = _final_return_stats(rec["metrics"])
     summary = {
@@ -543,7 +543,7 @@ def run_snake_variance(p: SnakeVariancePreset, out: str, seed: int = 0, progress
         name: MetaGradientTrainer.create(base.trainer, base.outer_objective, dataclasses.replace(base.config, inner_steps=n, mix=mix))
         for name, (n, mix) in parsed.items()
     }
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "snake-variance", "preset": p, "seed": seed})
+    run = RunDir.prepare(out, {"command": "experiment", "experiment": "snake-variance", "preset": p, "seed": seed}, allow_existing_same=False)
     start = time.perf_counter()
     state = base.init(jax.random.PRNGKey(seed))
     # Checkpoints at the middle of each of num_checkpoints equal segments of the
@@ -787,6 +787,8 @@ def discover_online(
         "num_seeds": num_seeds,
         "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight},
     }
+    if (stored := finished_run(out, run_config, resume=resume)) is not None:
+        return stored
     check_resumable(out, resume)
     run = RunDir.prepare(out, run_config)
     guard = LongRun(
@@ -892,6 +894,8 @@ def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int 
     run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
                   "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
                   "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight}}
+    if (stored := finished_run(out, run_config, resume=resume)) is not None:
+        return stored
     check_resumable(out, resume)
     summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun)
     summary.pop("params", None)

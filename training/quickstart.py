@@ -64,7 +64,7 @@ class QuickstartCommand:
     """
 
     out: str = "runs/quickstart"
-    """Output folder (created; must be empty or hold this same quickstart)."""
+    """Output folder (created; must be empty or hold this same quickstart: then an interrupted part continues and a finished one is reused)."""
     envs: str = "chain/short,gridworld/sparse"
     """Environments of the small discovery (names, globs or named sets)."""
     meta_steps: int = 1000
@@ -117,7 +117,7 @@ class QuickstartCommand:
             print(results_table(discovery["evaluation"]))
             print(f"   files: {out / 'discovery'} (objective/ is its checkpoint: `lpg evaluate {out / 'discovery' / 'objective'}`)")
             print()
-        print(f"2. shipped objective {checkpoint.name} ({evaluation['steps']:,} steps per agent, {self.eval_seeds} seeds; held out: {', '.join(evaluation['held_out']) or 'none'}):")
+        print(f"2. shipped objective {checkpoint.name} ({evaluation['steps']:,} steps per agent, {self.eval_seeds} seed{'s' if self.eval_seeds != 1 else ''}; held out: {', '.join(evaluation['held_out']) or 'none'}):")
         print(results_table(evaluation))
         print(f"   files: {out / 'evaluation'} (summary.json, results.md, a2c_normalised.png)")
         print(f"quickstart done in {wall:.0f}s")
@@ -126,6 +126,7 @@ class QuickstartCommand:
 
 def discover_part(command: QuickstartCommand) -> dict[str, Any]:
     """The small offline discovery of the quickstart (writes ``OUT/discovery``); returns its summary."""
+    from lpg.checkpoint import latest_training_step
     from training.offline import OfflineConfig, OfflineOptions, discover_offline
 
     config = dataclasses.replace(
@@ -137,10 +138,12 @@ def discover_part(command: QuickstartCommand) -> dict[str, Any]:
         lr_range=(1.5e-2, 6e-2),
         meta_lr=3e-3,
     )
+    out = Path(command.out) / "discovery"
     options = OfflineOptions(
         envs=command.envs,
         method="grad",
-        out=str(Path(command.out) / "discovery"),
+        out=str(out),
+        resume=(out / "summary.json").exists() or latest_training_step(out / "training_state") is not None,
         meta_steps=command.meta_steps,
         seed=command.seed,
         objective_config=("hidden_size=16",),
@@ -162,21 +165,21 @@ def evaluate_part(command: QuickstartCommand, checkpoint: Path) -> dict[str, Any
     shape, optimiser, budget), so the numbers are comparable with its MODEL.md.
     The summary adds ``trained_on`` and ``held_out``; ``results.md`` holds the table.
     """
-    from evaluation.evaluate import EvaluateOptions, checkpoint_train_config, results_table, run_evaluate
+    from evaluation.evaluate import PARTIAL_RESULTS, EvaluateOptions, checkpoint_train_config, results_table, run_evaluate
     from lpg.checkpoint import read_objective_metadata
     from lpg.run_io import write_json_atomic
 
     metadata = read_objective_metadata(checkpoint)
     if command.eval_steps is None and (checkpoint_train_config(metadata) is None or not metadata["evaluation"].get("steps")):
         raise InvalidConfigError(f"{str(checkpoint)!r} records no evaluation set-up and budget; pass --eval-steps")
+    out = Path(command.out) / "evaluation"
     options = EvaluateOptions(
         str(checkpoint), envs=command.eval_envs, steps=command.eval_steps, seeds=command.eval_seeds, seed=command.seed,
-        out=str(Path(command.out) / "evaluation"), progress=command.progress,
+        out=str(out), progress=command.progress, resume=(out / "summary.json").exists() or (out / PARTIAL_RESULTS).exists(),
     )
     summary = run_evaluate(options, show_table=False)
     trained_on = list(metadata.get("envs") or [])
     summary.update(trained_on=trained_on, held_out=[n for n in summary["envs"] if n not in trained_on])
-    out = Path(options.out)
     write_json_atomic(out / "summary.json", summary)
     (out / "results.md").write_text(results_table(summary) + "\n")
     return summary

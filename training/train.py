@@ -23,7 +23,7 @@ from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import validate_optimizer
 from lpg.progress import ProgressBar
-from lpg.run_io import RunDir, plot_lines
+from lpg.run_io import RunDir, finished_run, plot_lines
 from training.actor_critic import ActorCriticTrainer, LearnerState
 from training.longrun import (
     SKIP_KEY,
@@ -245,6 +245,8 @@ def train(options: TrainOptions) -> dict[str, Any]:
         "objective_config": objective.config_dict(),
         "num_updates": num_updates,
     }
+    if (stored := finished_run(options.out, run_config, resume=options.resume)) is not None:
+        return stored
     check_resumable(options.out, options.resume)
     run = RunDir.prepare(options.out, run_config)
 
@@ -355,8 +357,10 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
     config = dataclasses.replace(override_agent_setup(AtariRunConfig(), **agent_setup_flags(options)), overlap=options.overlap)
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
-    check_resumable(options.out, options.resume)
     run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}
+    if (stored := finished_run(options.out, run_config, resume=options.resume)) is not None:
+        return stored
+    check_resumable(options.out, options.resume)
     summary = train_atari(
         options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
         config, options.network, options.progress, run_config,
