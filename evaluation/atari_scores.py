@@ -19,7 +19,8 @@ import json
 import re
 from importlib import resources
 
-from lpg.errors import UnknownNameError, UserInputError
+from lpg.envs.atari import GAMES_LISTING
+from lpg.errors import UserInputError, unknown_name_error
 
 __all__ = ["atari_games", "reference_scores", "human_normalised", "score_table_source"]
 
@@ -52,9 +53,7 @@ def score_table_source() -> str:
 
 def _game(game: str) -> str:
     if not isinstance(game, str) or _key(game) not in _index():
-        raise UnknownNameError(
-            f"no reference Atari scores for {game!r}; known games: {', '.join(atari_games())}"
-        )
+        raise unknown_name_error("Atari game", str(game), atari_games(), GAMES_LISTING)
     return _index()[_key(game)]
 
 

@@ -14,6 +14,24 @@ import jax
 import jax.numpy as jnp
 
 from lpg import envs as envs_lib
+from lpg.errors import InvalidConfigError
+
+
+def require_toy_envs(names: list[str], command: str) -> list[str]:
+    """``names`` when each is a toy environment, for the benchmark ``command`` (e.g. ``lpg bench envs``).
+
+    Raises:
+      UnknownNameError: an unknown name (with a "did you mean").
+      InvalidConfigError: an Atari game, pointing to ``lpg bench atari``.
+    """
+    for name in names:
+        kind = envs_lib.make_spec(name).kind
+        if kind == "atari":
+            game = name.split("/", 1)[1]
+            raise InvalidConfigError(f"{command} measures toy environments; {name} is an Atari game: use `lpg bench atari --game {game}`")
+        if kind != "toy":
+            raise InvalidConfigError(f"{command} measures toy environments; {name} is {kind}")
+    return names
 
 
 def _make_runner(env: envs_lib.Environment, num_envs: int, num_steps: int):
@@ -39,7 +57,7 @@ def bench_envs(names: list[str] | None = None, num_envs: int = 1024, num_steps: 
     """Measures environment steps per second of each toy environment.
 
     Args:
-      names: environment names (default: every registered ``kind == "toy"`` one).
+      names: toy environment names (default: every registered ``kind == "toy"`` one).
       num_envs: environments stepped in parallel under ``jax.vmap``.
       num_steps: steps of the ``lax.scan``.
       seed: PRNG seed.
@@ -47,9 +65,13 @@ def bench_envs(names: list[str] | None = None, num_envs: int = 1024, num_steps: 
     Returns:
       One dict per environment: ``{"env", "num_envs", "steps_per_s"}`` where
       ``steps_per_s = num_envs * num_steps / seconds`` (compile time excluded).
+
+    Raises:
+      UserInputError: a name is unknown or not a toy environment (``require_toy_envs``).
     """
     if names is None:
         names = [name for name, _ in envs_lib.list_envs(kind="toy")]
+    require_toy_envs(names, "lpg bench envs")
     results = []
     for i, name in enumerate(names):
         env = envs_lib.make(name)

@@ -17,6 +17,7 @@ import tyro
 
 from lpg.distributed import initialize_from_env
 from lpg.errors import RunFailedError, RunInterrupted, UserInputError
+from lpg.networks import NetworkConfig
 from training.train import TrainOptions, train
 
 Positional = tyro.conf.Positional
@@ -98,7 +99,7 @@ class BenchEnvsCommand:
 
         if self.num_envs <= 0 or self.num_steps <= 0:
             raise InvalidConfigError("--num-envs and --num-steps must be positive")
-        names = [n for n in envs.resolve_env_spec(self.envs) if envs.make(n).spec.kind == "toy"] if self.envs != "toy" else None
+        names = envs.resolve_env_spec(self.envs) if self.envs != "toy" else None
         rows = bench_envs(names, num_envs=self.num_envs, num_steps=self.num_steps)
         print(f"| environment | steps/s ({self.num_envs} envs, vmap) |")
         print("|---|---:|")
@@ -211,6 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + int(signal.SIGPIPE)
 
 
+def _validate_networks(options: object) -> None:
+    """``NetworkConfig.validate`` on every network config among a parsed command's (nested) options.
+
+    The configs validate here, not in ``__post_init__``, where tyro would show
+    its own error box instead of the one-line ``lpg: error: ...``.
+    """
+    if isinstance(options, NetworkConfig):
+        options.validate()
+    elif dataclasses.is_dataclass(options):
+        for field in dataclasses.fields(options):
+            _validate_networks(getattr(options, field.name))
+
+
 def _run(argv: list[str] | None) -> int:
     commands = _subcommands()
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # type: ignore[valid-type]
@@ -222,6 +236,7 @@ def _run(argv: list[str] | None) -> int:
         config=(tyro.conf.OmitSubcommandPrefixes,),
     )
     try:
+        _validate_networks(command)
         initialize_from_env(command)  # LPG_COORDINATOR_ADDRESS etc.: join a multi-process run (lpg/distributed.py)
         return int(command.run() or 0)
     except UserInputError as error:

@@ -9,7 +9,7 @@ status 2; Python callers can catch the specific subclass.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class UserInputError(ValueError):
@@ -36,6 +36,24 @@ def closest_names(name: str, known: Iterable[str], cutoff: float = 0.6) -> list[
     if best < cutoff:
         return []
     return sorted((k for k, r in scores.items() if r >= best - 0.05), key=lambda k: -scores[k])
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"did you mean 'a' or 'b'? "`` for the ``closest_names`` of ``name`` (with a trailing space), or ``""``."""
+    suggestions = closest_names(name, known)
+    return f"did you mean {' or '.join(map(repr, suggestions))}? " if suggestions else ""
+
+
+def unknown_name_error(what: str, name: str, known: Sequence[str], listing: str | None = None) -> UnknownNameError:
+    """The error for ``name``, not one of ``known``: ``unknown {what} 'name'; did you mean ...? {listing}``.
+
+    ``listing`` (what to choose from) defaults to ``choose a, b or c``; the
+    "did you mean" part is left out when no known name is close.
+    """
+    known = list(known)
+    if listing is None:
+        listing = "choose " + (f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else "".join(known))
+    return UnknownNameError(f"unknown {what} {name!r}; {did_you_mean(name, known)}{listing}")
 
 
 class InvalidConfigError(UserInputError):

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from lpg.envs.base import EnvSpec
 from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput
+from lpg.validation import NON_NEGATIVE_INT, POSITIVE_INT, Range, check_ranges, check_value
 
 TORSOS = ("auto", "tabular", "mlp", "snake_conv", "nature_cnn")
 
@@ -46,9 +47,10 @@ class NetworkConfig:
       torso: one of auto, tabular, mlp, snake_conv, nature_cnn. ``auto`` picks
         tabular for index observations, snake_conv for Snake, nature_cnn for
         Atari and mlp otherwise.
-      hidden_sizes: widths of the MLP torso's dense layers.
-      head_hidden: width of a hidden layer in each head (0 = linear heads);
-        ``auto`` uses 30 for snake_conv as in Bonnet et al.
+      hidden_sizes: widths of the MLP torso's dense layers (each >= 1).
+      head_hidden: width of a hidden layer in each head; 0 = the torso's
+        default: linear heads, except snake_conv, whose heads get a hidden
+        layer of 30 as in Bonnet et al.
       chunk_size: evaluate the network on big batches in unrolled chunks of
         this many observations (0 = never; -1 = auto: 48 for conv torsos on
         CPU, where XLA's convolution gradients are about 2x faster on chunks
@@ -61,6 +63,16 @@ class NetworkConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     head_hidden: int = 0
     chunk_size: int = -1
+
+    def validate(self) -> None:
+        """Raises ``InvalidConfigError`` for a width below 1 (head_hidden: below 0) or a chunk_size below -1.
+
+        Called by ``make_agent`` and, before a command runs, by the command
+        line (not from ``__post_init__``: tyro would print its own error box).
+        """
+        for width in self.hidden_sizes:
+            check_value("network", "each hidden size", width, POSITIVE_INT)
+        check_ranges("network", self, {"head_hidden": NON_NEGATIVE_INT, "chunk_size": Range(-1, integer=True)})
 
 
 def resolve_torso(config: NetworkConfig, spec: EnvSpec) -> str:
@@ -184,7 +196,12 @@ class Agent:
 
 
 def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), y_size: int = 0) -> Agent:
-    """Builds the agent network for ``spec`` with a y head of size ``y_size`` (0 = none)."""
+    """Builds the agent network for ``spec`` with a y head of size ``y_size`` (0 = none).
+
+    Raises:
+      InvalidConfigError: ``config`` is invalid (``NetworkConfig.validate``) or its torso does not fit ``spec``.
+    """
+    config.validate()
     torso = resolve_torso(config, spec)
     head_hidden = config.head_hidden or (30 if torso == "snake_conv" else 0)
     network = AgentNetwork(

@@ -9,7 +9,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
-from lpg.errors import InvalidConfigError, UnknownNameError, closest_names
+from lpg.errors import InvalidConfigError, unknown_name_error
 from objectives.base import AgentHeads, Eta, Metrics, Objective
 
 __all__ = ["AgentHeads", "Eta", "Metrics", "Objective", "register", "make", "list_objectives"]
@@ -64,9 +64,7 @@ def make(name: str, **overrides: Any) -> Objective:
     """
     _load_all()
     if name not in _REGISTRY:
-        suggestions = closest_names(name, _REGISTRY)
-        hint = f"did you mean {' or '.join(map(repr, suggestions))}? " if suggestions else ""
-        raise UnknownNameError(f"unknown objective {name!r}; {hint}known: {', '.join(_REGISTRY)} (see `lpg objectives`)")
+        raise unknown_name_error("objective", name, list(_REGISTRY), f"known: {', '.join(_REGISTRY)} (see `lpg objectives`)")
     factory, _ = _REGISTRY[name]
     try:
         return factory(**overrides)

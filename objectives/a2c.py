@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from objectives import register, replace_config
-from objectives.base import Eta, HandDesignedObjective, Metrics
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Metrics, ObjectiveConfig
 from objectives.losses import actor_critic_loss, lambda_returns
 
 Scalar = Union[float, chex.Array]
@@ -28,7 +28,7 @@ __all__ = ["A2CConfig", "A2C", "a2c_loss", "clip_rewards"]
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig:
+class A2CConfig(ObjectiveConfig):
     """Hyper-parameters of A2C.
 
     Attributes:
@@ -39,7 +39,12 @@ class A2CConfig:
       entropy_weight: weight of the entropy bonus.
       reward_clip: 0 = off; otherwise rewards are clipped to
         [-reward_clip, reward_clip] before computing targets (Atari).
+
+    gamma and td_lambda lie in [0, 1]; the weights and reward_clip are >= 0.
     """
+
+    OBJECTIVE = "a2c"
+    RANGES = ACTOR_CRITIC_RANGES
 
     gamma: float = 0.99
     td_lambda: float = 0.95

@@ -28,15 +28,46 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import chex
 import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout
+from lpg.validation import NON_NEGATIVE, UNIT, Range, check_ranges
 
 Eta = Any  # a pytree of arrays
 Metrics = dict[str, chex.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """Base of the objectives' frozen config dataclasses: every instance is range-checked.
+
+    Subclasses set ``OBJECTIVE`` (the registered name, for messages) and
+    ``RANGES`` (field name -> ``lpg.validation.Range``); building a config with
+    a value outside its range (directly, by ``dataclasses.replace`` or by
+    ``objectives.make(name, **overrides)``) raises ``InvalidConfigError``, e.g.
+    ``objective a2c: gamma must be in [0, 1], got 2.0``. Checks that relate
+    several fields extend ``__post_init__``.
+    """
+
+    OBJECTIVE: ClassVar[str] = ""
+    RANGES: ClassVar[Mapping[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        check_ranges(f"objective {self.OBJECTIVE}", self, self.RANGES)
+
+
+# The hyper-parameters shared by the actor-critic objectives (A2C, V-trace, MGRL, FRODO).
+ACTOR_CRITIC_RANGES: Mapping[str, Range] = {
+    "gamma": UNIT,
+    "td_lambda": UNIT,
+    "value_weight": NON_NEGATIVE,
+    "entropy_weight": NON_NEGATIVE,
+    "reward_clip": NON_NEGATIVE,
+}
 
 
 @dataclasses.dataclass(frozen=True)

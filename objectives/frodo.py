@@ -35,11 +35,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
+from lpg.validation import NON_NEGATIVE, POSITIVE_INT
 from objectives import register, replace_config
 from objectives.a2c import clip_rewards
-from objectives.base import Eta, Metrics, Objective
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import actor_critic_loss, lambda_returns
 
 __all__ = ["FrodoConfig", "Frodo", "consistency_loss"]
@@ -48,7 +48,7 @@ NUM_INPUTS = 5
 
 
 @dataclasses.dataclass(frozen=True)
-class FrodoConfig:
+class FrodoConfig(ObjectiveConfig):
     """FRODO's target network and agent-loss weights.
 
     Attributes:
@@ -59,7 +59,13 @@ class FrodoConfig:
       entropy_weight: weight of the entropy bonus.
       consistency_weight: c of the consistency regulariser (0 disables it).
       reward_clip: 0 = off; otherwise rewards are clipped to [-reward_clip, reward_clip].
+
+    hidden_size is an integer >= 1; gamma and td_lambda lie in [0, 1]; the
+    weights and reward_clip are >= 0.
     """
+
+    OBJECTIVE = "frodo"
+    RANGES = {**ACTOR_CRITIC_RANGES, "hidden_size": POSITIVE_INT, "consistency_weight": NON_NEGATIVE}
 
     hidden_size: int = 32
     gamma: float = 0.99
@@ -96,10 +102,6 @@ class Frodo(Objective):
     description = "FRODO: targets G_t from a backward GRU target network learned online, consistency-regularised (Xu et al. 2020)."
 
     def __init__(self, config: FrodoConfig = FrodoConfig()):
-        if config.hidden_size <= 0:
-            raise InvalidConfigError(f"frodo hidden_size must be positive, got {config.hidden_size}")
-        if config.consistency_weight < 0:
-            raise InvalidConfigError(f"frodo consistency_weight must be >= 0, got {config.consistency_weight}")
         self.config = config
         self._cell = nn.GRUCell(features=config.hidden_size)
         self._head = _Head()

@@ -43,8 +43,9 @@ import jax
 import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
+from lpg.validation import NON_NEGATIVE, POSITIVE_INT, UNIT
 from objectives import register, replace_config
-from objectives.base import AgentHeads, Eta, Metrics, Objective
+from objectives.base import AgentHeads, Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import entropy, log_prob
 
 __all__ = ["LPGConfig", "LPGNetwork", "LPG", "lpg_inputs", "PAPER_HIDDEN_SIZE"]
@@ -53,7 +54,7 @@ PAPER_HIDDEN_SIZE = 256
 
 
 @dataclasses.dataclass(frozen=True)
-class LPGConfig:
+class LPGConfig(ObjectiveConfig):
     """Hyper-parameters of the LPG objective.
 
     Attributes:
@@ -71,7 +72,18 @@ class LPGConfig:
       beta1: weight of the y-entropy bonus of the meta-objective (GROOVE 0.001).
       beta2: weight of the L2 penalty on pi_hat (GROOVE 0.005).
       beta3: weight of the L2 penalty on y_hat (GROOVE 0.001).
+
+    The sizes are integers >= 1, gamma lies in [0, 1] and the weights are >= 0.
     """
+
+    OBJECTIVE = "lpg"
+    RANGES = {
+        "hidden_size": POSITIVE_INT,
+        "y_size": POSITIVE_INT,
+        "phi_hidden": POSITIVE_INT,
+        "gamma": UNIT,
+        **{name: NON_NEGATIVE for name in ("alpha_y", "beta0", "beta1", "beta2", "beta3")},
+    }
 
     hidden_size: int = 32
     y_size: int = 30

@@ -32,9 +32,10 @@ import jax.numpy as jnp
 
 from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
+from lpg.validation import NON_NEGATIVE, OPEN_UNIT, POSITIVE_INT
 from objectives import register, replace_config
 from objectives.a2c import a2c_loss
-from objectives.base import Eta, Metrics, Objective
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import actor_critic_loss
 
 __all__ = ["MGRLConfig", "MGRL", "PerStateGammaConfig", "PerStateGamma", "logit", "per_state_gamma_targets"]
@@ -48,7 +49,7 @@ def logit(p: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class MGRLConfig:
+class MGRLConfig(ObjectiveConfig):
     """A2C with meta-learned gamma and lambda.
 
     Attributes:
@@ -57,7 +58,13 @@ class MGRLConfig:
       value_weight: fixed weight of the value loss.
       entropy_weight: fixed weight of the entropy bonus.
       reward_clip: 0 = off; otherwise rewards are clipped to [-reward_clip, reward_clip].
+
+    gamma and td_lambda lie in (0, 1) (eta starts at their logits); the weights
+    and reward_clip are >= 0.
     """
+
+    OBJECTIVE = "mgrl"
+    RANGES = {**ACTOR_CRITIC_RANGES, "gamma": OPEN_UNIT, "td_lambda": OPEN_UNIT}
 
     gamma: float = 0.99
     td_lambda: float = 0.95
@@ -73,7 +80,6 @@ class MGRL(Objective):
     description = "Meta-gradient RL: A2C with gamma and lambda learned online by meta-gradients (Xu et al. 2018)."
 
     def __init__(self, config: MGRLConfig = MGRLConfig()):
-        logit(config.gamma), logit(config.td_lambda)  # validates the range
         self.config = config
 
     @property
@@ -100,7 +106,7 @@ class MGRL(Objective):
 
 
 @dataclasses.dataclass(frozen=True)
-class PerStateGammaConfig:
+class PerStateGammaConfig(ObjectiveConfig):
     """Per-state discounts for value prediction on a tabular reward process.
 
     Attributes:
@@ -108,7 +114,12 @@ class PerStateGammaConfig:
       gamma_init: initial discount of every state (Bonnet et al.: 0.5).
       value_weight: weight of the value loss 0.5 * (g_eta - v)^2.
       entropy_weight: weight of the entropy bonus (0 for a reward process).
+
+    num_states is an integer >= 1, gamma_init lies in (0, 1) and the weights are >= 0.
     """
+
+    OBJECTIVE = "mgrl_per_state_gamma"
+    RANGES = {"num_states": POSITIVE_INT, "gamma_init": OPEN_UNIT, "value_weight": NON_NEGATIVE, "entropy_weight": NON_NEGATIVE}
 
     num_states: int = 10
     gamma_init: float = 0.5
@@ -150,9 +161,6 @@ class PerStateGamma(Objective):
     description = "Per-state discounts gamma_i = sigmoid(eta_i) of a value-prediction target (MRP of Xu et al. 2018; Bonnet et al. 2022)."
 
     def __init__(self, config: PerStateGammaConfig = PerStateGammaConfig()):
-        if config.num_states <= 0:
-            raise InvalidConfigError(f"num_states must be positive, got {config.num_states}")
-        logit(config.gamma_init)
         self.config = config
 
     @property

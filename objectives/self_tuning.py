@@ -23,19 +23,26 @@ import jax.numpy as jnp
 
 from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
+from lpg.validation import NON_NEGATIVE, POSITIVE, Range, check_value
 from objectives import register, replace_config
 from objectives.a2c import a2c_loss, clip_rewards
-from objectives.base import Eta, Metrics, Objective
+from objectives.base import Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 from objectives.mgrl import logit
 
 __all__ = ["SelfTuningConfig", "SelfTuning", "leaky_vtrace_loss"]
 
 _NAMES = ("gamma", "td_lambda", "value_weight", "entropy_weight", "alpha")
+_AT_MOST_ONE = Range(0.0, 1.0, open_low=True)  # scales of gamma, lambda and alpha, which are at most 1
+
+
+def _names(base: str) -> tuple[str, ...]:
+    """The meta-learned hyper-parameters of ``base`` (alpha only with vtrace)."""
+    return _NAMES if base == "vtrace" else _NAMES[:4]
 
 
 @dataclasses.dataclass(frozen=True)
-class SelfTuningConfig:
+class SelfTuningConfig(ObjectiveConfig):
     """STAC meta-parameters: initial values and outer scales.
 
     Attributes:
@@ -52,7 +59,22 @@ class SelfTuningConfig:
       alpha_scale: outer scale of alpha.
       rho_bar: V-trace clipping threshold of the importance weights (vtrace only).
       reward_clip: 0 = off; otherwise rewards are clipped to [-reward_clip, reward_clip].
+
+    The scales of gamma, lambda and alpha lie in (0, 1], those of the weights
+    are > 0, and each initial value lies strictly between 0 and its scale;
+    rho_bar is > 0 and reward_clip >= 0.
     """
+
+    OBJECTIVE = "self_tuning"
+    RANGES = {
+        "gamma_scale": _AT_MOST_ONE,
+        "td_lambda_scale": _AT_MOST_ONE,
+        "alpha_scale": _AT_MOST_ONE,
+        "value_weight_scale": POSITIVE,
+        "entropy_weight_scale": POSITIVE,
+        "rho_bar": POSITIVE,
+        "reward_clip": NON_NEGATIVE,
+    }
 
     base: str = "a2c"
     gamma: float = 0.99
@@ -67,6 +89,14 @@ class SelfTuningConfig:
     alpha_scale: float = 1.0
     rho_bar: float = 1.0
     reward_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.base not in ("a2c", "vtrace"):
+            raise InvalidConfigError(f"objective self_tuning: base must be a2c or vtrace, got {self.base!r}")
+        super().__post_init__()
+        for name in _NAMES:  # alpha too with base a2c, where it is unused
+            scale = getattr(self, f"{name}_scale")
+            check_value("objective self_tuning", f"initial {name}", getattr(self, name), Range(0.0, scale, open_low=True, open_high=True))
 
 
 def leaky_vtrace_loss(rollout: Rollout, agent_out: AgentOutput, gamma, td_lambda, alpha, rho_bar: float, value_weight, entropy_weight, reward_clip: float = 0.0):
@@ -100,19 +130,7 @@ class SelfTuning(Objective):
     description = "Self-tuning actor-critic (STAC): gamma, lambda, loss weights (and leaky V-trace alpha) as sigmoid(eta) x outer scale."
 
     def __init__(self, config: SelfTuningConfig = SelfTuningConfig()):
-        if config.base not in ("a2c", "vtrace"):
-            raise InvalidConfigError(f"self_tuning base must be a2c or vtrace, got {config.base!r}")
-        for name in self._names(config):
-            scale = getattr(config, f"{name}_scale")
-            if not scale > 0:
-                raise InvalidConfigError(f"self_tuning {name}_scale must be positive, got {scale}")
-            if not 0 < getattr(config, name) < scale:
-                raise InvalidConfigError(f"self_tuning initial {name} must lie in (0, {name}_scale={scale}), got {getattr(config, name)}")
         self.config = config
-
-    @staticmethod
-    def _names(config: SelfTuningConfig) -> tuple[str, ...]:
-        return _NAMES if config.base == "vtrace" else _NAMES[:4]
 
     @property
     def is_learned(self) -> bool:
@@ -121,11 +139,11 @@ class SelfTuning(Objective):
     def init(self, key: chex.PRNGKey) -> Eta:
         del key
         c = self.config
-        return {name: jnp.asarray(logit(getattr(c, name) / getattr(c, f"{name}_scale")), jnp.float32) for name in self._names(c)}
+        return {name: jnp.asarray(logit(getattr(c, name) / getattr(c, f"{name}_scale")), jnp.float32) for name in _names(c.base)}
 
     def hyper_parameters(self, eta: Eta) -> dict[str, chex.Array]:
         c = self.config
-        return {name: jax.nn.sigmoid(eta[name]) * getattr(c, f"{name}_scale") for name in self._names(c)}
+        return {name: jax.nn.sigmoid(eta[name]) * getattr(c, f"{name}_scale") for name in _names(c.base)}
 
     def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
         c = self.config

@@ -17,9 +17,10 @@ import chex
 import jax
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
+from lpg.validation import POSITIVE
 from objectives import register, replace_config
 from objectives.a2c import clip_rewards
-from objectives.base import Eta, HandDesignedObjective, Metrics
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Metrics, ObjectiveConfig
 from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 
 Scalar = Union[float, chex.Array]
@@ -28,7 +29,7 @@ __all__ = ["VTraceConfig", "VTrace", "vtrace_loss"]
 
 
 @dataclasses.dataclass(frozen=True)
-class VTraceConfig:
+class VTraceConfig(ObjectiveConfig):
     """Hyper-parameters of the IMPALA / V-trace actor-critic.
 
     Attributes:
@@ -42,7 +43,13 @@ class VTraceConfig:
       entropy_weight: weight of the entropy bonus.
       reward_clip: 0 = off; otherwise rewards are clipped to
         [-reward_clip, reward_clip] before computing targets (Atari).
+
+    gamma and td_lambda lie in [0, 1]; the clipping thresholds are > 0; the
+    weights and reward_clip are >= 0.
     """
+
+    OBJECTIVE = "vtrace"
+    RANGES = {**ACTOR_CRITIC_RANGES, "rho_bar": POSITIVE, "c_bar": POSITIVE, "pg_rho_bar": POSITIVE}
 
     gamma: float = 0.99
     td_lambda: float = 1.0

@@ -54,11 +54,14 @@ def snapshot(path: Path) -> dict[str, bytes | None] | None:
     return {p.relative_to(path).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(path.rglob("*"))}
 
 
-def assert_bad_input(capsys, args: list[str], phrase: str, out: Path | str, *, untouched: tuple[Path, ...] = ()) -> str:
-    """Runs ``lpg ARGS --out OUT --no-progress``; asserts status 2, one clear line, and nothing written."""
-    watched = (Path(out), SHIPPED, *untouched)
+def assert_bad_input(capsys, args: list[str], phrase: str, out: Path | str | None, *, untouched: tuple[Path, ...] = ()) -> str:
+    """Runs ``lpg ARGS --out OUT --no-progress``; asserts status 2, one clear line, and nothing written.
+
+    ``out=None`` runs ``lpg ARGS`` alone (commands without ``--out``: nothing may be printed on stdout either).
+    """
+    watched = (*((Path(out),) if out is not None else ()), SHIPPED, *untouched)
     before = {path: snapshot(path) for path in watched}
-    code = main([*args, "--out", str(out), "--no-progress"])
+    code = main([*args, "--out", str(out), "--no-progress"] if out is not None else args)
     captured = capsys.readouterr()
     assert code == 2, captured.err
     lines = captured.err.strip().splitlines()
@@ -253,6 +256,9 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         (["experiment", "snake-variance", "--estimate-batch", "0"], "--estimate-batch must be >= 1, got 0"),
         (["experiment", "snake-variance", "--estimates", "1"], "--estimates must be >= 2, got 1"),
         ([*EXPERIMENT, "--checkpoints", "2"], "--checkpoints applies to snake-variance only"),
+        ([*TRAIN, "--overlap"], "--overlap is for Atari environments"),
+        ([*ONLINE, "--meta-interval", "3"], "--meta-interval is for Atari environments"),
+        (["train", "atari/Pong", "--frames", "64", "--overlap"], "a2c does not correct: use --objective vtrace"),
     ],
     ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,
 )

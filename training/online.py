@@ -31,7 +31,7 @@ import numpy as np
 import objectives
 from lpg import envs
 from lpg.distributed import shard_batch
-from lpg.errors import InvalidConfigError, UnknownNameError
+from lpg.errors import InvalidConfigError, unknown_name_error
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig
 from lpg.progress import ProgressBar
@@ -53,6 +53,8 @@ from training.meta_gradient import (
 )
 from training.presets import default_preset
 from training.train import chunk_sizes, final_return, override_agent_setup, train_loop
+
+ONLINE_OBJECTIVES = ("mgrl", "self_tuning", "frodo")  # the objectives discover_online meta-learns
 
 # --------------------------------------------------------------------------- presets
 
@@ -639,7 +641,7 @@ def run_experiment(
     per estimator there, and how many of them are computed at once (memory).
     """
     if name not in EXPERIMENTS:
-        raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+        raise unknown_name_error("experiment", name, list(EXPERIMENTS), f"known: {', '.join(EXPERIMENTS)}")
     exp = EXPERIMENTS[name]
     preset = exp.preset()
     target = preset.snake if name == "snake-variance" else preset
@@ -736,8 +738,8 @@ def discover_online(
     within 2M frames (the targets drifted and the outer loss, with no entropy
     term, rewarded the collapse).
     """
-    if objective not in ("mgrl", "self_tuning", "frodo"):
-        raise UnknownNameError(f"unknown online objective {objective!r}; choose mgrl, self_tuning or frodo")
+    if objective not in ONLINE_OBJECTIVES:
+        raise unknown_name_error("online objective", objective, ONLINE_OBJECTIVES)
     if inner_steps < 1:
         raise InvalidConfigError(f"--inner-steps must be >= 1, got {inner_steps}")
     check_mix_coefficient(mix, mix_k)
@@ -760,6 +762,8 @@ def discover_online(
         )
     if frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
+    if meta_interval != 1:
+        raise InvalidConfigError("--meta-interval is for Atari environments; toy runs take a meta-step after every update")
     environment = envs.make(env)
     spec = environment.spec
     preset = default_preset(spec)

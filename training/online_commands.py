@@ -15,7 +15,7 @@ from typing import Annotated
 
 import tyro
 
-from lpg.errors import InvalidConfigError
+from lpg.errors import InvalidConfigError, unknown_name_error
 from lpg.networks import NetworkConfig
 
 
@@ -105,7 +105,7 @@ class DiscoverOnlineCommand:
     mix_coefficient: float | None = None
     """kappa of the mixing estimator (Bonnet et al. eq. 10), in [0, 1]; needs --mix; default 1 - 1/n."""
     steps: int | None = None
-    """Environment steps per seed, rounded up to whole updates (default: the environment's preset)."""
+    """Environment steps per seed, rounded up to whole updates (default: the environment's preset); on Atari an agent step is 4 frames (--frames is the usual budget there)."""
     seed: int = 0
     """Random seed of the first agent."""
     num_seeds: int = 1
@@ -146,9 +146,11 @@ class DiscoverOnlineCommand:
     """Show progress on stderr."""
 
     def run(self) -> int:
-        from training.online import discover_online
+        from training.online import ONLINE_OBJECTIVES, discover_online
         from training.train import agent_setup_flags
 
+        if self.objective not in ONLINE_OBJECTIVES:
+            raise unknown_name_error("online objective", self.objective, ONLINE_OBJECTIVES)
         if self.num_seeds <= 0:
             raise InvalidConfigError(f"--num-seeds must be positive, got {self.num_seeds}")
         if self.monte_carlo < 1:
@@ -202,7 +204,7 @@ class BenchOnlineCommand:
     """
 
     envs: str = "catch,snake"
-    """Comma-separated environments."""
+    """Toy environments: comma-separated names, globs or named sets (see `lpg envs`)."""
     inner_steps: tuple[int, ...] = (1, 3, 5, 10)
     """Look-ahead lengths n to time."""
     num_envs: int = 32
@@ -213,13 +215,15 @@ class BenchOnlineCommand:
     """Steps timed per measurement (after a compile-and-warm-up run)."""
 
     def run(self) -> int:
+        from lpg.bench import require_toy_envs
+        from lpg.envs import resolve_env_spec
         from training.online import bench_online
 
         if self.repeats <= 0 or self.num_envs <= 0 or self.unroll_length <= 0:
             raise InvalidConfigError("--repeats, --num-envs and --unroll-length must be positive")
         if not self.inner_steps or min(self.inner_steps) < 1:
             raise InvalidConfigError("--inner-steps must list values >= 1")
-        names = [n.strip() for n in self.envs.split(",") if n.strip()]
+        names = require_toy_envs(resolve_env_spec(self.envs), "lpg bench online")  # before the table's header
         print("| env | n | plain step (ms) | meta-step (ms) | ratio |")
         print("|---|---:|---:|---:|---:|")
         for row in bench_online(names, self.inner_steps, self.num_envs, self.unroll_length, self.repeats):

@@ -66,15 +66,13 @@ class BenchScaleCommand:
     """Also write the rows as JSON to this file."""
 
     def run(self) -> int:
-        from lpg import envs
+        from lpg.bench import require_toy_envs
 
         if min(self.num_lifetimes, self.num_envs, self.inner_updates, self.train_num_envs, self.updates, self.repeats, self.timeout_s) <= 0:
             raise InvalidConfigError("--num-lifetimes, --num-envs, --inner-updates, --train-num-envs, --updates, --repeats and --timeout-s must be positive")
         if any(d <= 0 for d in self.device_counts):
             raise InvalidConfigError(f"--device-counts must be positive, got {self.device_counts}")
-        for name in (self.env, self.train_env):
-            if envs.make_spec(name).kind != "toy":
-                raise InvalidConfigError(f"lpg bench scale runs on toy environments; {name} is not one")
+        require_toy_envs([self.env, self.train_env], "lpg bench scale")
         out = check_output_file(self.out) if self.out else None
         result = bench_scale(self)
         print(format_bench_scale(result))

@@ -105,7 +105,7 @@ class TrainOptions:
     Attributes:
       env: Environment name (see `lpg envs`).
       objective: Objective name (see `lpg objectives`).
-      steps: Environment steps per seed, rounded up to whole updates (default: the environment's preset, see README).
+      steps: Environment steps per seed, rounded up to whole updates (default: the environment's preset, see README); on Atari an agent step is 4 frames (--frames is the usual budget there).
       seed: Random seed of the first agent.
       num_seeds: Agents trained in parallel under vmap, with seeds seed, seed+1, ...
       out: Output folder (created; must be empty or hold this same run).
@@ -224,6 +224,8 @@ def train(options: TrainOptions) -> dict[str, Any]:
         return _train_atari(options)
     if options.frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
+    if options.overlap:
+        raise InvalidConfigError("--overlap is for Atari environments (their envpool host loop); toy training is one compiled loop")
     env = envs.make(options.env)
     spec = env.spec
     objective = _make_objective(options)
@@ -355,6 +357,10 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     if options.num_seeds != 1:
         raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
+    if options.overlap and objective.name != "vtrace":
+        raise InvalidConfigError(
+            f"--overlap learns from data one update behind the policy, which {objective.name} does not correct: use --objective vtrace"
+        )
     config = dataclasses.replace(override_agent_setup(AtariRunConfig(), **agent_setup_flags(options)), overlap=options.overlap)
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
     run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}

@@ -18,7 +18,7 @@ import importlib
 from typing import Callable
 
 from lpg.envs.base import EnvSpec, Environment, EnvState
-from lpg.errors import UnknownNameError, closest_names
+from lpg.errors import UnknownNameError, did_you_mean, unknown_name_error
 
 __all__ = ["EnvSpec", "Environment", "EnvState", "register", "make", "make_spec", "list_envs", "resolve_env_spec", "ENV_SETS"]
 
@@ -65,8 +65,15 @@ def _load_all() -> None:
 
 
 def list_envs(kind: str | None = None) -> list[tuple[str, str]]:
-    """(name, description) of every registered environment, optionally of one kind."""
+    """(name, description) of every registered environment, optionally of one kind.
+
+    Raises:
+      UnknownNameError: ``kind`` is no environment kind (toy, atari).
+    """
     _load_all()
+    kinds = sorted({e.kind for e in _REGISTRY.values()})
+    if kind is not None and kind not in kinds:
+        raise unknown_name_error("environment kind", kind, kinds)
     return [(e.name, e.description) for e in _REGISTRY.values() if kind is None or e.kind == kind]
 
 
@@ -78,9 +85,9 @@ def make(name: str) -> Environment:
     """
     _load_all()
     if name not in _REGISTRY:
-        suggestions = closest_names(name, _REGISTRY)
-        if suggestions:
-            raise UnknownNameError(f"unknown environment {name!r}; did you mean {' or '.join(map(repr, suggestions))}? (see `lpg envs`)")
+        hint = did_you_mean(name, _REGISTRY)
+        if hint:
+            raise UnknownNameError(f"unknown environment {name!r}; {hint}(see `lpg envs`)")
         close = [n for n in _REGISTRY if n.split("/")[0] == name.split("/")[0]] or sorted(_REGISTRY)[:8]
         raise UnknownNameError(f"unknown environment {name!r}; known ones include: {', '.join(close)} (see `lpg envs`)")
     return _REGISTRY[name].factory()

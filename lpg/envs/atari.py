@@ -91,7 +91,7 @@ import numpy as np
 
 from lpg.envs import register
 from lpg.envs.base import EnvSpec
-from lpg.errors import InvalidConfigError, UnknownNameError, UserInputError
+from lpg.errors import InvalidConfigError, UnknownNameError, UserInputError, unknown_name_error
 from lpg.types import TimeStep
 
 __all__ = [
@@ -126,6 +126,7 @@ ATARI_57: tuple[str, ...] = tuple(sorted(_MINIMAL_NUM_ACTIONS))
 """The CamelCase names of the Atari-57 games (``atari/<Game>``, envpool ``<Game>-v5``)."""
 
 _IMAGE_SIZE = 84
+GAMES_LISTING = "Atari-57 games: see `lpg envs --kind atari`"
 _INSTALL_HINT = "Atari environments need envpool: pip install 'lpg[atari]' (envpool 1.2.5 with envpool-assets 0.3.0)"
 
 
@@ -227,11 +228,12 @@ def _game_name(game: str) -> str:
     for g in ATARI_57:
         if g.lower() == name.lower().replace("_", ""):
             return g
-    raise UnknownNameError(f"unknown Atari game {game!r}; the Atari-57 games are: {', '.join(ATARI_57)}")
+    raise unknown_name_error("Atari game", game, ATARI_57, GAMES_LISTING)
 
 
 def _words(game: str) -> str:
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", game)
+    """'MsPacman' -> 'Ms Pacman', 'UpNDown' -> 'Up N Down'."""
+    return re.sub(r"(?<=[A-Za-z])(?=[A-Z])", " ", game)
 
 
 def _description(game: str) -> str:

@@ -200,7 +200,8 @@ GRIDWORLDS: dict[str, tuple[int, int, list, int, bool]] = {
 def _describe(name: str) -> str:
     h, w, objects, cap, rand = GRIDWORLDS[name]
     layout = "random layout per seed" if rand else "fixed layout"
-    return f"LPG gridworld {h}x{w}, {len(objects)} objects, {layout}, cap {cap} (Oh et al. 2020, App. A)"
+    count = f"{len(objects)} object{'' if len(objects) == 1 else 's'}"
+    return f"LPG gridworld {h}x{w}, {count}, {layout}, cap {cap} (Oh et al. 2020, App. A)"
 
 
 def make_gridworld(name: str) -> GridWorld:
