@@ -517,7 +517,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
 
     try:
         with signals, ProgressBar(f"evaluate {objective.name}", total, "agent steps", enabled=options.progress) as bar:
-            bar.update(sum(2 * options.seeds * r["steps"] for r in completed.values() if r.get("steps")))
+            bar.resume_from(sum(2 * options.seeds * r["steps"] for r in completed.values() if r.get("steps")))
             evaluation = evaluate_objective(
                 objective, eta, names, options.steps if options.steps is not None else steps_default, options.seeds, options.seed,
                 progress=progress, on_result=on_result, baseline_cache=baseline_cache, train_config=train_configs, completed=completed,
