@@ -194,6 +194,25 @@ def _subcommands() -> dict[str, type]:
     return commands
 
 
+_INTERRUPTED_ABRUPTLY = False  # set when Ctrl-C stopped a command outside a guarded loop (no checkpoint written)
+
+
+def entry() -> None:
+    """The ``lpg`` console script: ``main()``, then exit with its status.
+
+    After a Ctrl-C outside a guarded loop (e.g. while XLA compiles) the
+    process leaves with ``os._exit``: the interpreter's shutdown would tear
+    down Python while XLA's compiler threads still run, which crashed with a
+    segmentation fault (status 139) instead of 130.
+    """
+    status = main()
+    if _INTERRUPTED_ABRUPTLY:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``lpg`` command and return its exit status.
 
@@ -249,9 +268,11 @@ def _run(argv: list[str] | None) -> int:
         print(f"lpg: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        global _INTERRUPTED_ABRUPTLY
+        _INTERRUPTED_ABRUPTLY = True
         print("lpg: interrupted", file=sys.stderr)
         return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -136,3 +136,22 @@ def test_bench_envs_prints_a_table_for_the_requested_environments(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "steps/s" not in line]
     assert [row.split("|")[1].strip() for row in rows] == ["chain/short", "catch"]
     assert all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows)
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_console_script_leaves_at_once_after_an_unguarded_ctrl_c(interrupted):
+    # Ctrl-C while XLA compiled used to end in a segfault (139) during the interpreter's shutdown;
+    # entry() now skips the shutdown (os._exit: atexit handlers do not run) after such an interrupt only.
+    script = (
+        "import atexit, sys, lpg.cli as cli\n"
+        "atexit.register(lambda: print('shutdown ran', file=sys.stderr))\n"
+        "def start(command):\n    raise KeyboardInterrupt\n"
+        f"if {interrupted}: cli.initialize_from_env = start\n"
+        "sys.argv = ['lpg', 'objectives']\n"
+        "cli.entry()\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (130 if interrupted else 0), proc.stderr
+    assert ("lpg: interrupted" in proc.stderr) == interrupted
+    assert ("shutdown ran" in proc.stderr) == (not interrupted)
