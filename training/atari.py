@@ -373,6 +373,7 @@ def run_atari(
         raise InvalidConfigError(f"--frames must be positive, got {frames}")
     if config.num_envs <= 0 or config.unroll_length <= 0:
         raise InvalidConfigError("num_envs and unroll_length must be positive")
+    network.validate()  # make_agent would too, but only after RunDir.prepare
     atari_config = AtariConfig(
         num_envs=config.num_envs, seed=seed, sticky_actions=config.sticky_actions, episodic_life=config.episodic_life
     )
@@ -467,7 +468,7 @@ def run_atari(
         "final_return_definition": "mean raw game score of games finished in the last 10% of frames (last 10 games if none)",
         "human_normalised": None if score is None else human_normalised(game, score),
         "games": len(scores),
-        "final_meta_parameters": learner.eta_metrics() or None,
+        "final_meta_parameters": {k.removeprefix("eta/"): v for k, v in learner.eta_metrics().items()} or None,
         "wall_s": wall_s,
         "frames_per_s": (total_frames - done * frames_per_update) / max(wall_s - wall_before, 1e-9),
         "steps_per_s": (total_frames - done * frames_per_update) / atari_config.frame_skip / max(wall_s - wall_before, 1e-9),
@@ -484,6 +485,19 @@ def run_atari(
             xlabel="frames",
             ylabel="game score",
         )
+        eta_curves: dict[str, list[tuple[int, float]]] = {}  # online discovery: the meta-parameters logged so far (every session's)
+        for row in run.read_metrics():
+            for key, value in row.items():
+                if key.startswith("eta/") and isinstance(value, (int, float)):
+                    eta_curves.setdefault(key.removeprefix("eta/"), []).append((row["step"], value))
+        if eta_curves:
+            plot_lines(
+                run.path / "meta_parameters.png",
+                [(name, [f for f, _ in points], [v for _, v in points]) for name, points in sorted(eta_curves.items())],
+                title=f"{env_name}: meta-parameters ({objective.name})",
+                xlabel="frames",
+                ylabel="value",
+            )
         run.write_summary({k: v for k, v in summary.items() if k != "params"})
         run.close()
     return summary
