@@ -19,7 +19,11 @@ class EvaluateCommand:
     mean_a2c_normalised; the checkpoint's metadata), metrics.jsonl (one row per
     environment), a TensorBoard event file and a2c_normalised.png, and prints a
     table. Returns are the mean undiscounted return of the episodes completed
-    in the last 10% of training steps, averaged over seeds.
+    in the last 10% of training steps, averaged over seeds. On Atari games
+    (--envs atari/Pong,...; --frames): results[game] with score,
+    human_normalised = (score - random) / (human - random), random_score and
+    human_score; median_human_normalised; human_normalised.png; agents/ (one
+    resumable run per game and seed).
     """
 
     checkpoint: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
@@ -27,7 +31,7 @@ class EvaluateCommand:
     envs: str | None = None
     """Environments: names, globs (gridworld/*) and named sets (lpg-tabular, lpg-random, chains, toy), comma-separated (default: the checkpoint's training environments)."""
     steps: int | None = None
-    """Environment steps per agent (default: each environment's preset, see README)."""
+    """Environment steps per agent (default: each environment's preset, see README); on Atari an agent step is 4 frames (--frames is the usual budget there)."""
     seeds: int = 3
     """Agents per environment, trained in parallel under vmap (seeds seed, seed+1, ...); A2C uses the same seeds."""
     seed: int = 0
