@@ -7,7 +7,9 @@ as one line on stderr with exit status 2, never as a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import signal
 import sys
@@ -153,7 +155,7 @@ def _group(name: str, doc: str, members: dict[str, type]) -> type:
     """A command group (``lpg bench ...``, ``lpg discover ...``) whose sub-commands are ``members``."""
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(key)] for key, cls in members.items())]  # type: ignore[valid-type]
     return dataclasses.make_dataclass(
-        name, [("what", union)], frozen=True, namespace={"__doc__": doc, "run": lambda self: self.what.run()}
+        name, [("what", union)], frozen=True, namespace={"__doc__": doc, "run": lambda self: self.what.run(), "MEMBERS": tuple(members)}
     )
 
 
@@ -244,16 +246,73 @@ def _validate_networks(options: object) -> None:
             _validate_networks(getattr(options, field.name))
 
 
+def command_path(argv: list[str], commands: dict[str, type]) -> str:
+    """``lpg train`` / ``lpg discover online`` / ``lpg``: the (known) command words of ``argv``."""
+    words = [w for w in argv if not w.startswith("-")]
+    path = ["lpg"]
+    if words and words[0] in commands:
+        path.append(words[0])
+        if len(words) > 1 and words[1] in getattr(commands[words[0]], "MEMBERS", ()):
+            path.append(words[1])
+    return " ".join(path)
+
+
+def parser_error_line(box: str, command: str) -> str:
+    """One line from tyro's error box (printed plain when stderr is not a terminal).
+
+    The box is a title, then sections between rules of dashes: the first holds
+    the error; a "Perhaps you meant" section lists options, each followed by
+    the command it belongs to (``in lpg train --help``), and only those of the
+    command being run are kept as suggestions.
+    """
+    lines = [raw.strip().strip("│╭╮╰╯").strip() for raw in box.splitlines()]
+    lines = [line for line in lines if line][1:]  # without the title
+    sections: list[list[str]] = [[]]
+    for line in lines:
+        if set(line) <= set("-─"):
+            sections.append([])
+        else:
+            sections[-1].append(line)
+    sections = [section for section in sections if section] or [["invalid arguments"]]
+    message = " ".join(" ".join(sections[0]).split()).split(" Got errors:")[0]  # not the per-type attempts
+    suggestions: list[str] = []
+    for section in sections[1:]:
+        if not section or not section[0].startswith("Perhaps you meant"):
+            continue
+        option = None
+        for line in section[1:]:
+            if line.startswith("--"):
+                option = line.split()[0]
+            elif line.startswith("in lpg ") and option is not None:
+                if line.removeprefix("in ").removesuffix(" --help") == command and option not in suggestions:
+                    suggestions.append(option)
+        if not any(line.startswith("in lpg ") for line in section) and option is not None:
+            suggestions.append(option)
+    hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""
+    return f"{message.rstrip('.')}{hint} (see `{command} --help`)"
+
+
 def _run(argv: list[str] | None) -> int:
     commands = _subcommands()
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # type: ignore[valid-type]
-    command = tyro.cli(
-        union,
-        args=argv,
-        prog="lpg",
-        description="Discover reinforcement-learning objectives (LPG, FRODO, meta-gradient RL) in JAX.",
-        config=(tyro.conf.OmitSubcommandPrefixes,),
-    )
+    parser_errors = io.StringIO()  # tyro's error boxes, turned into one line below
+    try:
+        with contextlib.redirect_stderr(parser_errors):
+            command = tyro.cli(
+                union,
+                args=argv,
+                prog="lpg",
+                description="Discover reinforcement-learning objectives (LPG, FRODO, meta-gradient RL) in JAX.",
+                config=(tyro.conf.OmitSubcommandPrefixes,),
+            )
+    except SystemExit as exit_:
+        if exit_.code in (0, None):  # --help (printed on stdout)
+            sys.stderr.write(parser_errors.getvalue())
+            raise
+        command_words = command_path(sys.argv[1:] if argv is None else argv, commands)
+        print(f"lpg: error: {parser_error_line(parser_errors.getvalue(), command_words)}", file=sys.stderr)
+        return 2
+    sys.stderr.write(parser_errors.getvalue())
     try:
         _validate_networks(command)
         initialize_from_env(command)  # LPG_COORDINATOR_ADDRESS etc.: join a multi-process run (lpg/distributed.py)

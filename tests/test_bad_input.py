@@ -452,3 +452,34 @@ def test_run_dir_prepare_removes_only_the_folders_it_made(tmp_path, monkeypatch)
     with pytest.raises(OutputDirError, match="Permission denied"):
         RunDir.prepare(kept, {"seed": 0})  # an existing empty --out is left in place too
     assert kept.is_dir()
+
+
+# --------------------------------------------------------------------------- the argument parser's own errors
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["train", "catch", "--stepz", "100"], "Unrecognized options: --stepz, 100; did you mean --steps? (see `lpg train --help`)"),
+        (["discover", "online", "catch", "--stepz", "3"], "did you mean --steps? (see `lpg discover online --help`)"),
+        (["bench", "atari", "--gam", "Pong"], "Unrecognized options: --gam, Pong; did you mean --game? (see `lpg bench atari --help`)"),
+        (["train", "catch", "--steps", "abc"], "Error parsing --steps: no type matching {None}|INT could be instantiated from ['abc'] (see"),
+        (["train"], "Missing from lpg train: ENV Environment name"),
+        (["discover"], "Expected one of {online, offline} (see `lpg discover --help`)"),
+        (["nosuch"], "Unrecognized options: nosuch (see `lpg --help`)"),
+    ],
+)
+def test_parser_errors_are_one_line(capsys, args, line):
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lpg: error: ") and line in lines[0], captured.err
+    assert captured.out == ""
+
+
+def test_help_still_prints_in_full(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    captured = capsys.readouterr()
+    assert "usage: lpg train" in captured.out and "--objective-config" in captured.out and captured.err == ""
