@@ -154,9 +154,9 @@ class BenchAtariCommand:
 def _group(name: str, doc: str, members: dict[str, type]) -> type:
     """A command group (``lpg bench ...``, ``lpg discover ...``) whose sub-commands are ``members``."""
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(key)] for key, cls in members.items())]  # type: ignore[valid-type]
-    return dataclasses.make_dataclass(
-        name, [("what", union)], frozen=True, namespace={"__doc__": doc, "run": lambda self: self.what.run(), "MEMBERS": tuple(members)}
-    )
+    field = Annotated[union, tyro.conf.arg(name="")]  # no name: its options show under "options", as in other commands
+    namespace = {"__doc__": doc, "run": lambda self: self.what.run(), "MEMBERS": tuple(members)}
+    return dataclasses.make_dataclass(name, [("what", field)], frozen=True, namespace=namespace)
 
 
 def _subcommands() -> dict[str, type]:

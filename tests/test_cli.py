@@ -155,3 +155,12 @@ def test_console_script_leaves_at_once_after_an_unguarded_ctrl_c(interrupted):
     assert proc.returncode == (130 if interrupted else 0), proc.stderr
     assert ("lpg: interrupted" in proc.stderr) == interrupted
     assert ("shutdown ran" in proc.stderr) == (not interrupted)
+
+
+def test_grouped_commands_list_their_options_under_options(capsys):
+    # `lpg discover online --help` showed its options under "what options" and its description twice.
+    with pytest.raises(SystemExit):
+        main(["discover", "online", "--help"])
+    text = capsys.readouterr().out
+    assert "what options" not in text and "what.network" not in text and "network options" in text
+    assert text.count("Discover an objective online") == 1 and "--inner-steps" in text
