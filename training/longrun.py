@@ -230,7 +230,7 @@ class LongRun:
                     f"the last good checkpoint ({self._last_saved_step} {self.unit}) is in {str(self.directory)!r}"
                 )
                 raise NonFiniteError(
-                    f"{self.what}: {self.max_skips} consecutive updates had non-finite gradients or fitness "
+                    f"{self.what}: {self.max_skips} consecutive updates had non-finite {'gradients or fitness' if 'offline' in self.what else 'gradients'} "
                     f"(around {done} {self.unit}); stopped; {last}; lower the learning rate or raise --max-nonfinite-skips"
                 )
         count = int(skipped.sum())

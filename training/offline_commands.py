@@ -19,13 +19,14 @@ class DiscoverOfflineCommand:
     """Discover an objective offline across many lifetimes on toy MDPs (LPG; meta-gradients or ES).
 
     Writes to --out: objective/ (the objective checkpoint, for `lpg evaluate`),
+    objective_best/ (the objective with the best evaluation so far),
     training_state/ (for --resume), metrics.jsonl, TensorBoard events,
     meta_training.png, evaluation.png and summary.json (final A2C-normalised
     scores of fresh agents trained with the discovered objective).
     """
 
     envs: str = "chain/short,gridworld/sparse"
-    """Environments: names, globs (gridworld/*) or named sets (lpg-tabular, chains, toy)."""
+    """Environments: names, globs (gridworld/*) or named sets (lpg-tabular, lpg-random, chains, toy; see `lpg envs`)."""
     method: str = "grad"
     """grad (meta-gradients through K agent updates) or es (evosax evolution strategies)."""
     out: str = "runs/discover"
