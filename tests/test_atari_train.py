@@ -71,6 +71,7 @@ def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path, capsys):
     assert main(args) == 0  # 3 updates of 16 envs x 5 steps: a plain first update, then two meta-updates
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env"] == "atari/Pong" and summary["frames"] == 960
+    assert (summary["inner_steps"], summary["mix"], summary["num_seeds"], summary["meta_interval"]) == (1, False, 1, 1)  # keys of toy runs
     config = json.loads((out / "config.json").read_text())  # the Atari defaults of the meta-optimiser and outer loss
     assert config["meta"]["meta_learning_rate"] == 1e-4 and config["outer"]["entropy_weight"] == 0.01
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

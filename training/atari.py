@@ -349,8 +349,11 @@ def run_atari(
     resume: bool = False,
     checkpoint_interval_s: float = 60.0,
     max_nonfinite_skips: int = 10,
+    summary_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Atari host loop shared by plain training and online discovery.
+
+    ``summary_extra`` adds keys to the summary (online discovery: its meta-gradient set-up).
 
     ``make_learner(trainer)`` returns an object with ``init(key)``,
     ``acting_params``, ``learn(rollout) -> metrics``, ``finish()``,
@@ -475,6 +478,7 @@ def run_atari(
         "steady_frames_per_s": steady_fps,
         "nonfinite_skips": skips,
         "resumed_at_update": done if resume else None,
+        **(summary_extra or {}),
         "params": params,
     }
     if run is not None:
@@ -531,5 +535,6 @@ def discover_atari_online(
     return run_atari(
         env_name, objective, frames, seed, out, config, network, progress, run_config,
         make_learner=lambda trainer: MetaLearner(MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval),
+        summary_extra={"inner_steps": 1, "mix": False, "num_seeds": 1, "meta_interval": meta_interval},  # as toy online runs report
         **longrun,
     )
