@@ -66,13 +66,13 @@ class EvaluateCommand:
             median = summary["median_human_normalised"]
             print(
                 f"{summary['objective']} on {len(summary['results'])} Atari game(s): median human-normalised score "
-                f"{'n/a' if median is None else f'{median:.3f}'} ({summary['wall_s']:.0f}s); wrote {self.out}/summary.json"
+                f"{'n/a' if median is None else f'{median:.3f}'} ({summary['wall_s']:.0f}s); results in {self.out}/summary.json"
             )
             return 0
         mean = summary["mean_a2c_normalised"]
         print(
             f"{summary['objective']} on {len(summary['results'])} environment(s): mean A2C-normalised score "
-            f"{'n/a' if mean is None else f'{mean:.2f}'} ({summary['wall_s']:.1f}s); wrote {self.out}/summary.json "
+            f"{'n/a' if mean is None else f'{mean:.2f}'} ({summary['wall_s']:.1f}s); results in {self.out}/summary.json "
             f"and {self.out}/a2c_normalised.png"
         )
         return 0

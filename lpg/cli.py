@@ -78,7 +78,7 @@ class TrainCommand(TrainOptions):
         print(
             f"{summary['env']} / {summary['objective']}: final_return "
             f"{'n/a' if final is None else f'{final:.3f}'} after {summary['steps']:,} steps "
-            f"({summary['wall_s']:.1f}s, {summary['steps_per_s']:,.0f} steps/s); wrote {self.out}/summary.json"
+            f"({summary['wall_s']:.1f}s, {summary['steps_per_s']:,.0f} steps/s); results in {self.out}/summary.json"
         )
         return 0
 
@@ -91,8 +91,8 @@ class BenchEnvsCommand:
     """Environments stepped in parallel under vmap."""
     num_steps: int = 1000
     """Steps per environment (after one compile-and-warm-up run)."""
-    envs: str = "toy"
-    """Environments to measure: names, globs or named sets (see `lpg envs`)."""
+    envs: str | None = None
+    """Environments to measure: names, globs or named sets (see `lpg envs`); default: every environment of `lpg envs --kind toy` (the named set `toy` plus mrp, catch and snake)."""
 
     def run(self) -> int:
         from lpg import envs
@@ -101,7 +101,7 @@ class BenchEnvsCommand:
 
         if self.num_envs <= 0 or self.num_steps <= 0:
             raise InvalidConfigError("--num-envs and --num-steps must be positive")
-        names = envs.resolve_env_spec(self.envs) if self.envs != "toy" else None
+        names = envs.resolve_env_spec(self.envs) if self.envs is not None else None
         rows = bench_envs(names, num_envs=self.num_envs, num_steps=self.num_steps)
         print(f"| environment | steps/s ({self.num_envs} envs, vmap) |")
         print("|---|---:|")

@@ -141,7 +141,7 @@ def atari_result_lines(summary: dict[str, Any], out: str, label: str | None = No
     lines = [
         f"{summary['env']} / {label or summary['objective']}: score {'n/a' if score is None else f'{score:.1f}'} "
         f"(human-normalised {'n/a' if hns is None else f'{hns:.3f}'}) after {summary['frames']:,} frames "
-        f"({summary['wall_s']:.0f}s, {summary['frames_per_s']:,.0f} frames/s); wrote {out}/summary.json"
+        f"({summary['wall_s']:.0f}s, {summary['frames_per_s']:,.0f} frames/s); results in {out}/summary.json"
     ]
     if score is None:
         lines.append("no game finished within --frames, so there is no score; give more --frames")

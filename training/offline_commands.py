@@ -131,7 +131,7 @@ class DiscoverOfflineCommand:
         print(f"mean A2C-normalised score {_fmt(summary['mean_a2c_normalised'], '.3f')}")
         if summary.get("objective_checkpoint"):
             print(f"objective checkpoint: {summary['objective_checkpoint']}")
-        print(f"wrote {self.out}/summary.json")
+        print(f"results in {self.out}/summary.json")
         return 0
 
 

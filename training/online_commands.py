@@ -81,7 +81,7 @@ class ExperimentCommand:
             "snake-variance": ("std_ratio",),
         }[self.name]
         shown = {k: summary[k] for k in keys}
-        print(f"{self.name}: {json.dumps(shown, default=str)}; wrote {self.out}/summary.json")
+        print(f"{self.name}: {json.dumps(shown, default=str)}; results in {self.out}/summary.json")
         return 0
 
 
@@ -190,7 +190,7 @@ class DiscoverOnlineCommand:
         print(
             f"{summary['env']} / {label}: final_return "
             f"{'n/a' if final is None else f'{final:.3f}'} after {summary['steps']:,} steps ({summary['wall_s']:.1f}s); "
-            f"meta-parameters: {eta}; wrote {self.out}/summary.json"
+            f"meta-parameters: {eta}; results in {self.out}/summary.json"
         )
         return 0
 
@@ -199,8 +199,8 @@ class DiscoverOnlineCommand:
 class BenchOnlineCommand:
     """Time per meta-step over time per plain actor-critic step (same batch, same network), n = 1, 3, 5, 10.
 
-    Prints a markdown table for each environment (objective self_tuning, i.e.
-    the 4 meta-parameters of Bonnet et al.).
+    Prints one markdown table, a row per environment and n (objective
+    self_tuning, i.e. the 4 meta-parameters of Bonnet et al.).
     """
 
     envs: str = "catch,snake"
