@@ -130,25 +130,29 @@ def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_l
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
 
 
-def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evaluation(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evaluation(tmp_path, monkeypatch, capsys, signum):
     import training.offline as offline
     from training.offline import OfflineTrainer
 
     original_evaluate = offline.evaluate
     calls = []
 
-    def interrupted_once(*args, **kwargs):  # Ctrl-C while the final evaluation runs (the only evaluation: --eval-every 0)
+    def interrupted_once(*args, **kwargs):  # a signal while the final evaluation runs (the only evaluation: --eval-every 0)
         calls.append(1)
         if len(calls) == 1:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler raises before this ends
+            raise AssertionError("the signal did not stop the evaluation")
         return original_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(offline, "evaluate", interrupted_once)
     out = tmp_path / "run"
     args = ["discover", "offline", "--method", "grad", "--meta-steps", "3", "--out", str(out), *OFFLINE_TOY]
-    assert main(args) == 128 + signal.SIGINT
+    assert main(args) == 128 + signum
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "during the final evaluation; all 3 meta-steps are saved" in err[0] and "--resume" in err[0]
+    assert len(err) == 1 and f"stopped by {signal.Signals(signum).name} during the final evaluation; all 3 meta-steps are saved" in err[0]
+    assert "--resume" in err[0]
     assert latest_training_step(out / "training_state") == 3 and not (out / "summary.json").exists()
     _, eta_before, metadata = load_objective(out / "objective")
     assert metadata["eval_scores"] is None

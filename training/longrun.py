@@ -75,18 +75,44 @@ def guarded_apply(gradient: Any, new: Any, old: Any) -> tuple[Any, chex.Array]:
 # --------------------------------------------------------------------------- signals
 
 
-class StopSignals:
+class _SignalHandlers:
+    """Context manager installing ``self._handle`` for SIGINT and SIGTERM, restoring the previous handlers on exit.
+
+    In a multi-process run the processes could see a signal at different steps
+    and their collectives would no longer match: there (and outside the main
+    thread) nothing is installed, signals keep their default action (stop at
+    once) and a run resumes from its last periodic checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class StopSignals(_SignalHandlers):
     """Context manager: SIGINT/SIGTERM set ``self.signum`` instead of killing the run.
 
     The loop checks ``requested`` between chunks, saves a checkpoint and stops.
     A second signal while the first is pending raises ``KeyboardInterrupt`` at
-    once (the user insists). Outside the main thread, and in multi-process
-    runs, it installs nothing.
+    once (the user insists).
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
@@ -97,19 +123,25 @@ class StopSignals:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def __enter__(self) -> "StopSignals":
-        # In a multi-process run the processes could see a signal at different steps and their
-        # collectives would no longer match: there signals keep their default action (stop at
-        # once) and a run resumes from its last periodic checkpoint.
-        if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
 
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+class SignalStop(Exception):
+    """SIGINT or SIGTERM arrived inside ``RaiseOnSignals``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class RaiseOnSignals(_SignalHandlers):
+    """Context manager: SIGINT/SIGTERM raise ``SignalStop`` at once, for work that ``--resume`` redoes.
+
+    Unlike ``StopSignals`` nothing waits for a boundary; unlike the defaults,
+    SIGTERM becomes an exception (so the command can say how to resume) and a
+    SIGINT ignored by the parent (``cmd &`` in a script) still stops the work.
+    """
+
+    def _handle(self, signum, frame) -> None:
+        raise SignalStop(signum)
 
 
 # --------------------------------------------------------------------------- host loop

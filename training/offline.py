@@ -61,7 +61,7 @@ from lpg.rollout import ActorState, episode_stats, reset_actors, unroll
 from lpg.types import AgentOutput, Rollout
 from objectives.base import Eta, Metrics, Objective
 from objectives.losses import entropy, lambda_returns, log_prob
-from training.longrun import SKIP_KEY, LongRun, guarded_apply, validate_longrun
+from training.longrun import SKIP_KEY, LongRun, RaiseOnSignals, SignalStop, guarded_apply, validate_longrun
 
 METHODS = ("grad", "es")
 # Floor (in return units) of the A2C - random denominator of ES fitness: short
@@ -1047,12 +1047,14 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     if guard.last_saved_step != done:
         save(None)  # all meta-steps are on disk before the final evaluation: an interrupt there loses only the evaluation
     try:
-        final_eval = run_eval()
-    except KeyboardInterrupt:
+        with RaiseOnSignals():
+            final_eval = run_eval()
+    except (SignalStop, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, SignalStop) else signal.SIGINT
         raise RunInterrupted(
-            f"discover offline stopped by SIGINT during the final evaluation; all {done} meta-steps are saved in "
+            f"discover offline stopped by {signal.Signals(signum).name} during the final evaluation; all {done} meta-steps are saved in "
             f"{str(train_dir)!r}; continue with the same command plus --resume (only the evaluation is redone)",
-            signum=signal.SIGINT,
+            signum=signum,
         ) from None
     save(final_eval, replace=True)  # the training state now records the final evaluation (for --resume with more --meta-steps)
     train_wall = wall()
