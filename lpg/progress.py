@@ -103,16 +103,16 @@ class ProgressBar:
             self._first_update = (now, self.done)
         elapsed = now - self._start
         steady = self.steady_rate()
-        rate_text = f"{steady if steady is not None else self.rate():,.0f} {self.unit}/s"
+        rate = steady if steady is not None else self.rate()  # before a second update: the rate including compilation
         if self._progress is not None:
-            numbers = self._numbers_text(self.done, steady if steady is not None else self.rate(), elapsed, self.eta_s())
+            numbers = self._numbers_text(self.done, rate, elapsed, self.eta_s())
             self._progress.update(self._task, advance=advance, numbers=numbers, status=status)
         elif self.enabled and (now - self._last_plain >= self._plain_every_s or self.done >= self.total):
             self._last_plain = now
             eta = self.eta_s()
             print(
                 f"{self.description}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%), "
-                f"{rate_text}, elapsed {elapsed:.0f}s, ETA {'?' if eta is None else f'{eta:.0f}s'} {status}",
+                f"{rate:,.0f} {self.unit}/s, elapsed {elapsed:.0f}s, ETA {'?' if eta is None else f'{eta:.0f}s'} {status}",
                 file=sys.stderr,
                 flush=True,
             )

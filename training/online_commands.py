@@ -15,7 +15,7 @@ from typing import Annotated
 
 import tyro
 
-from lpg.errors import InvalidConfigError, unknown_name_error
+from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig
 
 
@@ -146,11 +146,9 @@ class DiscoverOnlineCommand:
     """Show progress on stderr."""
 
     def run(self) -> int:
-        from training.online import ONLINE_OBJECTIVES, discover_online
+        from training.online import discover_online
         from training.train import agent_setup_flags
 
-        if self.objective not in ONLINE_OBJECTIVES:
-            raise unknown_name_error("online objective", self.objective, ONLINE_OBJECTIVES)
         if self.num_seeds <= 0:
             raise InvalidConfigError(f"--num-seeds must be positive, got {self.num_seeds}")
         if self.monte_carlo < 1:
