@@ -22,7 +22,7 @@ from importlib import resources
 from lpg.envs.atari import GAMES_LISTING
 from lpg.errors import UserInputError, unknown_name_error
 
-__all__ = ["atari_games", "reference_scores", "human_normalised", "score_table_source"]
+__all__ = ["atari_games", "human_normalised", "reference_scores", "score_table_source"]
 
 
 @functools.cache

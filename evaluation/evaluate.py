@@ -30,8 +30,9 @@ import math
 import shutil
 import signal
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -54,15 +55,15 @@ from training.presets import default_preset
 from training.train import agent_setup_flags, final_return, override_agent_setup, parse_overrides, train_loop
 
 __all__ = [
+    "NORMALISED_DEFINITION",
+    "RANDOM_STEPS_CAP",
+    "RETURN_DEFINITION",
     "EvaluateOptions",
     "evaluate_objective",
-    "random_policy_return",
-    "run_evaluate",
-    "results_table",
     "plot_scores",
-    "RANDOM_STEPS_CAP",
-    "NORMALISED_DEFINITION",
-    "RETURN_DEFINITION",
+    "random_policy_return",
+    "results_table",
+    "run_evaluate",
 ]
 
 RANDOM_STEPS_CAP = 200_000
@@ -93,7 +94,9 @@ def a2c_normalised(ret: float | None, a2c: float | None, random: float | None) -
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _random_rollouts(env: Environment, num_envs: int, unroll_length: int, num_unrolls: int, keys: jax.Array) -> dict[str, jax.Array]:
+def _random_rollouts(
+    env: Environment, num_envs: int, unroll_length: int, num_unrolls: int, keys: jax.Array
+) -> dict[str, jax.Array]:
     obs_ndim = len(env.spec.observation_shape)
     num_actions = env.spec.num_actions
 
@@ -101,7 +104,11 @@ def _random_rollouts(env: Environment, num_envs: int, unroll_length: int, num_un
         del params
         lead = obs.shape[: obs.ndim - obs_ndim]
         zeros = jnp.zeros(lead, jnp.float32)
-        return AgentOutput(logits=jnp.zeros(lead + (num_actions,), jnp.float32), value=zeros, y_logits=jnp.zeros(lead + (0,), jnp.float32))
+        return AgentOutput(
+            logits=jnp.zeros(lead + (num_actions,), jnp.float32),
+            value=zeros,
+            y_logits=jnp.zeros(lead + (0,), jnp.float32),
+        )
 
     def one_seed(key):
         reset_key, key = jax.random.split(key)
@@ -230,7 +237,9 @@ def evaluate_objective(
         env = envs.make(name)
         spec = env.spec
         if spec.kind == "atari":
-            raise InvalidConfigError(f"{name}: evaluate_objective trains on toy environments only; Atari games go through run_evaluate (lpg evaluate --envs atari/...)")
+            raise InvalidConfigError(
+                f"{name}: evaluate_objective trains on toy environments only; Atari games go through run_evaluate (lpg evaluate --envs atari/...)"
+            )
         preset = default_preset(spec)
         if isinstance(train_config, Mapping):
             config = train_config.get(name, preset.config)
@@ -241,12 +250,26 @@ def evaluate_objective(
         num_updates = max(1, math.ceil(env_steps / config.steps_per_update))
         start = time.perf_counter()
 
-        ret = _train(objective, frozen_eta, env, config, network, num_updates, keys, progress, f"{name} {objective.name}")
+        ret = _train(
+            objective, frozen_eta, env, config, network, num_updates, keys, progress, f"{name} {objective.name}"
+        )
 
         key = (name, num_updates, seeds, seed, repr(config), repr(network), repr(a2c.config))
         if key not in cache:
-            a2c_ret = _train(a2c, a2c.init(jax.random.PRNGKey(seed)), env, config, network, num_updates, keys, progress, f"{name} a2c")
-            rnd = random_policy_return(env, config, min(num_updates * config.steps_per_update, RANDOM_STEPS_CAP), random_keys)
+            a2c_ret = _train(
+                a2c,
+                a2c.init(jax.random.PRNGKey(seed)),
+                env,
+                config,
+                network,
+                num_updates,
+                keys,
+                progress,
+                f"{name} a2c",
+            )
+            rnd = random_policy_return(
+                env, config, min(num_updates * config.steps_per_update, RANDOM_STEPS_CAP), random_keys
+            )
             cache[key] = (a2c_ret, rnd)
         a2c_ret, rnd = cache[key]
 
@@ -345,7 +368,9 @@ def results_table(evaluation: Mapping[str, Any]) -> str:
     """A Markdown table of ``evaluate_objective``'s (or ``summary.json``'s) results, with the mean row."""
     lines = ["| environment | return | A2C return | random return | A2C-normalised |", "|---|---:|---:|---:|---:|"]
     for name, r in evaluation["results"].items():
-        lines.append(f"| {name} | {_fmt(r['return'])} | {_fmt(r['a2c_return'])} | {_fmt(r['random_return'])} | {_fmt(r['a2c_normalised'], 2)} |")
+        lines.append(
+            f"| {name} | {_fmt(r['return'])} | {_fmt(r['a2c_return'])} | {_fmt(r['random_return'])} | {_fmt(r['a2c_normalised'], 2)} |"
+        )
     lines.append(f"| **mean** | | | | **{_fmt(evaluation['mean_a2c_normalised'], 2)}** |")
     return "\n".join(lines)
 
@@ -362,7 +387,9 @@ def _print_table(evaluation: Mapping[str, Any], title: str) -> None:
     for column in ("environment", "return", "A2C return", "random return", "A2C-normalised"):
         table.add_column(column, justify="left" if column == "environment" else "right")
     for name, r in evaluation["results"].items():
-        table.add_row(name, _fmt(r["return"]), _fmt(r["a2c_return"]), _fmt(r["random_return"]), _fmt(r["a2c_normalised"], 2))
+        table.add_row(
+            name, _fmt(r["return"]), _fmt(r["a2c_return"]), _fmt(r["random_return"]), _fmt(r["a2c_normalised"], 2)
+        )
     table.add_section()
     table.add_row("mean", "", "", "", _fmt(evaluation["mean_a2c_normalised"], 2))
     Console().print(table)
@@ -381,7 +408,9 @@ def plot_scores(path: Path, evaluation: Mapping[str, Any], title: str) -> Path:
     xs = np.arange(len(names))
     ax.bar(xs, [0.0 if s is None else s for s in scores], color="tab:blue")
     for x, s in zip(xs, scores):
-        ax.annotate("n/a" if s is None else f"{s:.2f}", (x, 0.0 if s is None else s), ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            "n/a" if s is None else f"{s:.2f}", (x, 0.0 if s is None else s), ha="center", va="bottom", fontsize=8
+        )
     ax.axhline(1.0, linestyle="--", linewidth=1, color="grey", label="A2C")
     ax.axhline(0.0, linestyle=":", linewidth=1, color="black", label="random")
     ax.set_xticks(xs)
@@ -415,7 +444,7 @@ def with_config_overrides(objective: Any, eta: Any, items: tuple[str, ...]) -> A
     overrides = parse_overrides(items, objective.config)
     rebuilt = objectives.make(objective.name, **{**objective.config_dict(), **overrides})
     expected = jax.eval_shape(rebuilt.init, jax.random.PRNGKey(0))
-    shapes = lambda tree: jax.tree.map(lambda x: (tuple(x.shape), np.dtype(x.dtype).name), tree)  # noqa: E731
+    shapes = lambda tree: jax.tree.map(lambda x: (tuple(x.shape), np.dtype(x.dtype).name), tree)
     if jax.tree.structure(expected) != jax.tree.structure(eta) or shapes(expected) != shapes(eta):
         raise InvalidConfigError(
             f"--objective-config {', '.join(sorted(overrides))}: changes the shapes of the checkpoint's learned "
@@ -424,7 +453,9 @@ def with_config_overrides(objective: Any, eta: Any, items: tuple[str, ...]) -> A
     return rebuilt
 
 
-def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None, show_table: bool = True) -> dict[str, Any]:
+def run_evaluate(
+    options: EvaluateOptions, *, baseline_cache: dict | None = None, show_table: bool = True
+) -> dict[str, Any]:
     """Evaluates the checkpoint as ``options`` say and writes the run folder; returns the summary.
 
     ``baseline_cache`` is passed to ``evaluate_objective`` (reuse A2C / random baselines across calls);
@@ -489,12 +520,16 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     wall_before = 0.0  # seconds spent by the interrupted sessions of this evaluation
     if partial_path.exists():
         if not options.resume:
-            raise OutputDirError(f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out")
+            raise OutputDirError(
+                f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out"
+            )
         try:
             partial = json.loads(partial_path.read_text())
             completed, wall_before = dict(partial["results"]), float(partial.get("wall_s", 0.0))
         except (OSError, ValueError, KeyError, TypeError):
-            raise CheckpointError(f"{str(partial_path)!r} is unreadable; delete it to evaluate every environment again") from None
+            raise CheckpointError(
+                f"{str(partial_path)!r} is unreadable; delete it to evaluate every environment again"
+            ) from None
     start = time.perf_counter()
     logged = [len(completed)]
     signals = StopSignals()
@@ -519,8 +554,17 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         with signals, ProgressBar(f"evaluate {objective.name}", total, "agent steps", enabled=options.progress) as bar:
             bar.resume_from(sum(2 * options.seeds * r["steps"] for r in completed.values() if r.get("steps")))
             evaluation = evaluate_objective(
-                objective, eta, names, options.steps if options.steps is not None else steps_default, options.seeds, options.seed,
-                progress=progress, on_result=on_result, baseline_cache=baseline_cache, train_config=train_configs, completed=completed,
+                objective,
+                eta,
+                names,
+                options.steps if options.steps is not None else steps_default,
+                options.seeds,
+                options.seed,
+                progress=progress,
+                on_result=on_result,
+                baseline_cache=baseline_cache,
+                train_config=train_configs,
+                completed=completed,
             )
     finally:
         run.close()
@@ -531,7 +575,9 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "envs": names,
         "steps": options.steps if options.steps is not None else steps_default,
         "agent_setup": options.agent_setup if recorded is not None else "preset",
-        "train_config": train_configs[names[0]] if recorded is not None else None,  # the one set-up every environment shares
+        "train_config": train_configs[names[0]]
+        if recorded is not None
+        else None,  # the one set-up every environment shares
         "agent_overrides": overrides,
         "train_configs": train_configs,
         "objective_config": objective.config_dict(),
@@ -542,7 +588,9 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
         "return_definition": RETURN_DEFINITION,
         "a2c_normalised_definition": NORMALISED_DEFINITION,
         "random_return_definition": f"uniform-random policy, mean return of completed episodes over up to {RANDOM_STEPS_CAP:,} steps per seed",
-        "wall_s": wall_before + time.perf_counter() - start,  # every session's, up to the last finished environment of an interrupted one
+        "wall_s": wall_before
+        + time.perf_counter()
+        - start,  # every session's, up to the last finished environment of an interrupted one
     }
     plot_scores(run.path / "a2c_normalised.png", evaluation, title)
     run.write_summary(summary)
@@ -574,13 +622,21 @@ def checkpoint_train_config(metadata: Mapping[str, Any]) -> TrainConfig | None:
     if not isinstance(record, Mapping) or not {"num_envs", "unroll_length", "agent_optimizer"} <= set(record):
         return None
     try:
-        return TrainConfig(int(record["num_envs"]), int(record["unroll_length"]), OptimizerConfig(**record["agent_optimizer"]))
+        return TrainConfig(
+            int(record["num_envs"]), int(record["unroll_length"]), OptimizerConfig(**record["agent_optimizer"])
+        )
     except (TypeError, ValueError) as error:
         raise InvalidConfigError(f"the checkpoint's recorded evaluation set-up is invalid: {error}") from None
 
 
 def _run_evaluate_atari(
-    options: EvaluateOptions, objective: Any, eta: Any, metadata: dict, checkpoint: Path, names: list[str], overrides: Mapping[str, Any]
+    options: EvaluateOptions,
+    objective: Any,
+    eta: Any,
+    metadata: dict,
+    checkpoint: Path,
+    names: list[str],
+    overrides: Mapping[str, Any],
 ) -> dict[str, Any]:
     """``lpg evaluate CHECKPOINT --envs atari/...``: fresh agents learn each game from the frozen objective.
 
@@ -596,19 +652,30 @@ def _run_evaluate_atari(
     from objectives import make as make_objective
     from training.atari import AtariRunConfig, train_atari
 
-    frames = options.frames if options.frames is not None else (options.steps * 4 if options.steps is not None else 10_000_000)
+    frames = (
+        options.frames
+        if options.frames is not None
+        else (options.steps * 4 if options.steps is not None else 10_000_000)
+    )
     if frames <= 0:
         raise InvalidConfigError(f"--frames must be positive, got {frames}")
     for name in names:
         reference_scores(name)
     agent_config = override_agent_setup(AtariRunConfig(), **overrides)
-    if "reward_clip" not in parse_overrides(options.objective_config, objective.config):  # the user's --objective-config wins
+    if "reward_clip" not in parse_overrides(
+        options.objective_config, objective.config
+    ):  # the user's --objective-config wins
         if hasattr(objective.config, "reward_clip"):
             objective = make_objective(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
         else:
             objective = _RewardClipped(objective, 1.0)
-    run_config = {"command": "evaluate", "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))), "envs": names,
-                  "objective": metadata["objective"], "frames": frames}
+    run_config = {
+        "command": "evaluate",
+        "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))),
+        "envs": names,
+        "objective": metadata["objective"],
+        "frames": frames,
+    }
     if (stored := finished_run(options.out, run_config, resume=options.resume)) is not None:
         _print_atari_table(stored)
         return stored
@@ -616,7 +683,9 @@ def _run_evaluate_atari(
     run = RunDir.prepare(options.out, run_config)
     agents_dir = run.path / "agents"  # one run folder (with training checkpoints) per game and seed
     if agents_dir.exists() and not options.resume and not (run.path / "summary.json").exists():
-        raise OutputDirError(f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out")
+        raise OutputDirError(
+            f"{options.out!r} holds an unfinished evaluation; add --resume to continue it, or choose a new --out"
+        )
     start = time.perf_counter()
     results: dict[str, Any] = {}
     for i, name in enumerate(names):
@@ -631,9 +700,21 @@ def _run_evaluate_atari(
                 if agent_out.exists() and not resume:
                     shutil.rmtree(agent_out)  # a previous evaluation into this folder, now run again
                 summary = train_atari(
-                    name, objective, eta, frames, options.seed + k, str(agent_out), agent_config, progress=options.progress,
-                    run_config={"command": "evaluate agent", "env": name, "seed": options.seed + k, "frames": frames,
-                                "checkpoint": str(checkpoint)},
+                    name,
+                    objective,
+                    eta,
+                    frames,
+                    options.seed + k,
+                    str(agent_out),
+                    agent_config,
+                    progress=options.progress,
+                    run_config={
+                        "command": "evaluate agent",
+                        "env": name,
+                        "seed": options.seed + k,
+                        "frames": frames,
+                        "checkpoint": str(checkpoint),
+                    },
                     resume=resume,
                 )
             scores.append(summary["score"])

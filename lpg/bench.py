@@ -28,7 +28,9 @@ def require_toy_envs(names: list[str], command: str) -> list[str]:
         kind = envs_lib.make_spec(name).kind
         if kind == "atari":
             game = name.split("/", 1)[1]
-            raise InvalidConfigError(f"{command} measures toy environments; {name} is an Atari game: use `lpg bench atari --game {game}`")
+            raise InvalidConfigError(
+                f"{command} measures toy environments; {name} is an Atari game: use `lpg bench atari --game {game}`"
+            )
         if kind != "toy":
             raise InvalidConfigError(f"{command} measures toy environments; {name} is {kind}")
     return names
@@ -53,7 +55,9 @@ def _make_runner(env: envs_lib.Environment, num_envs: int, num_steps: int):
     return jax.jit(run)
 
 
-def bench_envs(names: list[str] | None = None, num_envs: int = 1024, num_steps: int = 1000, seed: int = 0) -> list[dict]:
+def bench_envs(
+    names: list[str] | None = None, num_envs: int = 1024, num_steps: int = 1000, seed: int = 0
+) -> list[dict]:
     """Measures environment steps per second of each toy environment.
 
     Args:

@@ -48,8 +48,9 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -65,13 +66,13 @@ from lpg.run_io import make_writable_folder, to_jsonable
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "save_objective",
+    "check_agent_heads",
+    "latest_training_step",
     "load_objective",
     "read_objective_metadata",
-    "check_agent_heads",
-    "save_training_state",
     "restore_training_state",
-    "latest_training_step",
+    "save_objective",
+    "save_training_state",
 ]
 
 FORMAT = "lpg-objective-checkpoint"
@@ -109,7 +110,9 @@ def _ocp():
 def _this_process_only(ocp):
     """Orbax options under which the calling process reads and writes alone (in a multi-process run only process 0 does, lpg/distributed.py)."""
     me = jax.process_index()
-    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me} if jax.process_count() > 1 else None)
+    return ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me} if jax.process_count() > 1 else None
+    )
 
 
 def _checkpointer(ocp):
@@ -130,7 +133,9 @@ def _keystr(path: tuple) -> str:
 def _tree_spec(tree: Any) -> list[dict[str, Any]]:
     """[{path, shape, dtype}] of every leaf of ``tree`` (arrays or ShapeDtypeStructs)."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return [{"path": _keystr(p), "shape": [int(d) for d in x.shape], "dtype": str(np.dtype(x.dtype))} for p, x in leaves]
+    return [
+        {"path": _keystr(p), "shape": [int(d) for d in x.shape], "dtype": str(np.dtype(x.dtype))} for p, x in leaves
+    ]
 
 
 def _abstract(tree: Any) -> Any:
@@ -171,7 +176,9 @@ def _verify_checksums(path: Path) -> None:
         if not isinstance(files, dict):
             raise TypeError("files is not a mapping")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"objective checkpoint {str(path)!r} is corrupted: unreadable {CHECKSUMS_FILE} ({_one_line(e, 120)})") from None
+        raise CheckpointError(
+            f"objective checkpoint {str(path)!r} is corrupted: unreadable {CHECKSUMS_FILE} ({_one_line(e, 120)})"
+        ) from None
     for rel, expected in files.items():
         file = path / rel
         if not file.is_file():
@@ -182,7 +189,9 @@ def _verify_checksums(path: Path) -> None:
                 f"objective checkpoint {str(path)!r} is truncated or corrupted: {rel} has {size} bytes, expected {expected.get('bytes')}"
             )
         if _sha256(file) != expected.get("sha256"):
-            raise CheckpointError(f"objective checkpoint {str(path)!r} is corrupted: the checksum of {rel} does not match")
+            raise CheckpointError(
+                f"objective checkpoint {str(path)!r} is corrupted: the checksum of {rel} does not match"
+            )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -228,7 +237,9 @@ def _major(version: str) -> str:
 # --------------------------------------------------------------------------- objective checkpoints
 
 
-def save_objective(path: str | os.PathLike, objective: Any, eta: Any, metadata: Mapping[str, Any] | None = None) -> Path:
+def save_objective(
+    path: str | os.PathLike, objective: Any, eta: Any, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Saves ``eta`` and metadata as an objective checkpoint folder at ``path`` (atomically).
 
     Args:
@@ -251,7 +262,9 @@ def save_objective(path: str | os.PathLike, objective: Any, eta: Any, metadata: 
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"cannot save an objective checkpoint to {str(path)!r}: it is a file")
     if path.is_dir() and any(path.iterdir()) and not _is_objective_checkpoint(path):
-        raise OutputDirError(f"refusing to overwrite {str(path)!r}: it is a non-empty folder that holds no objective checkpoint")
+        raise OutputDirError(
+            f"refusing to overwrite {str(path)!r}: it is a non-empty folder that holds no objective checkpoint"
+        )
 
     eta = jax.device_get(eta)
     spec = _tree_spec(eta)
@@ -328,7 +341,9 @@ def read_objective_metadata(path: str | os.PathLike, *, verify: bool = True) -> 
         raise CheckpointError(f"{where} is a file, not an objective checkpoint folder")
     if not (path / META_FILE).exists() and not (path / CHECKSUMS_FILE).exists():
         if any(p.is_dir() and p.name.isdigit() for p in path.iterdir()):
-            raise CheckpointError(f"{where} is a training checkpoint folder (use --resume), not an objective checkpoint")
+            raise CheckpointError(
+                f"{where} is a training checkpoint folder (use --resume), not an objective checkpoint"
+            )
         raise CheckpointError(f"{where} is not an objective checkpoint (no {META_FILE.as_posix()} or {CHECKSUMS_FILE})")
     if verify:
         _verify_checksums(path)
@@ -389,13 +404,17 @@ def load_objective(path: str | os.PathLike) -> tuple[Any, Any, dict[str, Any]]:
     expected = _tree_spec(abstract)
     saved = meta["eta_spec"]
     if saved != expected:
-        raise CheckpointError(f"objective checkpoint {where}: eta does not fit objective {name!r}: {_spec_difference(saved, expected)}")
+        raise CheckpointError(
+            f"objective checkpoint {where}: eta does not fit objective {name!r}: {_spec_difference(saved, expected)}"
+        )
     if not expected:
         return objective, objective.init(jax.random.PRNGKey(0)), meta
     ocp = _ocp()
     try:
         with _checkpointer(ocp) as checkpointer:
-            restored = checkpointer.restore(path, ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(_abstract(abstract))}))
+            restored = checkpointer.restore(
+                path, ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(_abstract(abstract))})
+            )
         eta = restored[STATE_ITEM]
     except Exception as e:  # orbax / tensorstore raise many types for unreadable data
         raise CheckpointError(f"objective checkpoint {where} cannot be read: {_one_line(e)}") from None
@@ -421,14 +440,18 @@ def _spec_difference(saved: list[dict], expected: list[dict]) -> str:
             return f"{p} is missing from the checkpoint"
         s = saved_by_path[p]
         if (s["shape"], s["dtype"]) != (e["shape"], e["dtype"]):
-            return f"{p} is {s['dtype']}{s['shape']} in the checkpoint but the objective expects {e['dtype']}{e['shape']}"
+            return (
+                f"{p} is {s['dtype']}{s['shape']} in the checkpoint but the objective expects {e['dtype']}{e['shape']}"
+            )
     extra = [p for p in saved_by_path if p not in expected_by_path]
     if extra:
         return f"the checkpoint has {extra[0]}, which the objective does not have"
     return "the leaves are in a different order"
 
 
-def check_agent_heads(metadata_or_objective: Any, y_size: int, *, where: str | None = None, what: str = "the agent") -> None:
+def check_agent_heads(
+    metadata_or_objective: Any, y_size: int, *, where: str | None = None, what: str = "the agent"
+) -> None:
     """Raises ``CheckpointError`` unless an agent with y head size ``y_size`` fits the objective.
 
     Args:
@@ -440,7 +463,9 @@ def check_agent_heads(metadata_or_objective: Any, y_size: int, *, where: str | N
         heads = metadata_or_objective.get("agent_heads") or {}
         expected = heads.get("y_size", 0) if isinstance(heads, Mapping) else None
         if not isinstance(expected, int):
-            raise CheckpointError(f"objective checkpoint{' ' + where if where else ''} has corrupted metadata (agent_heads)")
+            raise CheckpointError(
+                f"objective checkpoint{' ' + where if where else ''} has corrupted metadata (agent_heads)"
+            )
         source = "objective checkpoint" + (f" {where}" if where else "")
     else:
         expected = int(metadata_or_objective.heads.y_size)
@@ -461,7 +486,10 @@ def _manager(directory: Path, keep: int | None = None, create: bool = False):
     if create and alone.active_processes is not None:  # orbax creates the folder only when every process takes part
         directory.mkdir(parents=True, exist_ok=True)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=create and alone.active_processes is None, read_only=not create, multiprocessing_options=alone
+        max_to_keep=keep,
+        create=create and alone.active_processes is None,
+        read_only=not create,
+        multiprocessing_options=alone,
     )
     return ocp.CheckpointManager(directory, options=options)
 
@@ -557,7 +585,10 @@ def restore_training_state(directory: str | os.PathLike, abstract_state: Any) ->
         spec = extra.pop(_HISTORY_SPEC, None) or {}
         if spec:
             host = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            target = {k: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=host) for k, (shape, dtype) in spec.items()}
+            target = {
+                k: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=host)
+                for k, (shape, dtype) in spec.items()
+            }
             items["history"] = ocp.args.StandardRestore(target)
         restored = manager.restore(step, args=ocp.args.Composite(**items))
         if spec:

@@ -141,7 +141,11 @@ class BenchAtariCommand:
         reference_scores(self.game)  # unknown game -> one-line error
         out = check_output_file(self.out) if self.out else None
         result = bench_atari(
-            self.game, self.num_envs, self.unroll_length, self.frames, with_frodo=self.frodo,
+            self.game,
+            self.num_envs,
+            self.unroll_length,
+            self.frames,
+            with_frodo=self.frodo,
             log=lambda message: print(message, file=sys.stderr, flush=True),
         )
         print(format_bench_atari(result))
@@ -183,7 +187,13 @@ def _subcommands() -> dict[str, type]:
         "bench": _group(
             "Bench",
             "Benchmarks of this machine.",
-            {"envs": BenchEnvsCommand, "online": BenchOnlineCommand, "offline": BenchOfflineCommand, "atari": BenchAtariCommand, "scale": BenchScaleCommand},
+            {
+                "envs": BenchEnvsCommand,
+                "online": BenchOnlineCommand,
+                "offline": BenchOfflineCommand,
+                "atari": BenchAtariCommand,
+                "scale": BenchScaleCommand,
+            },
         ),
     }
     try:

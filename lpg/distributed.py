@@ -28,7 +28,8 @@ import os
 import pickle
 import shutil
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -59,7 +60,9 @@ def distributed_env() -> tuple[str, int, int] | None:
         return None
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise InvalidConfigError(f"a multi-process run needs all of {', '.join(ENV_VARS)}; missing {', '.join(missing)}")
+        raise InvalidConfigError(
+            f"a multi-process run needs all of {', '.join(ENV_VARS)}; missing {', '.join(missing)}"
+        )
     address = values[ADDRESS_VAR]
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -95,7 +98,9 @@ def initialize_from_env(command: Any = None) -> bool:
         from training.offline_commands import DiscoverOfflineCommand
 
         if not isinstance(getattr(command, "what", command), DiscoverOfflineCommand):
-            raise InvalidConfigError(f"only `lpg discover offline` runs on several processes; unset {', '.join(ENV_VARS)}")
+            raise InvalidConfigError(
+                f"only `lpg discover offline` runs on several processes; unset {', '.join(ENV_VARS)}"
+            )
     if jax.distributed.is_initialized():
         return True
     if jax.config.values.get("jax_cpu_collectives_implementation") in (None, "none"):
@@ -173,7 +178,9 @@ def constrain_leading(tree: Any, axis_size: int) -> Any:
     if size == 1 or axis_size % size:
         return tree
     split = NamedSharding(data_mesh(), P(AXIS))
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, split) if x.ndim and x.shape[0] == axis_size else x, tree)
+    return jax.tree.map(
+        lambda x: jax.lax.with_sharding_constraint(x, split) if x.ndim and x.shape[0] == axis_size else x, tree
+    )
 
 
 # --------------------------------------------------------------------------- host copies
@@ -186,7 +193,11 @@ def to_host(tree: Any) -> Any:
     in a multi-process run every process must call this at the same point.
     """
     leaves, treedef = jax.tree.flatten(tree)
-    spread = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated]
+    spread = [
+        i
+        for i, x in enumerate(leaves)
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated
+    ]
     if spread:
         gathered = jax.jit(lambda xs: xs, out_shardings=NamedSharding(data_mesh(), P()))([leaves[i] for i in spread])
         for i, x in zip(spread, gathered):

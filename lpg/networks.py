@@ -24,7 +24,8 @@ LPG's categorical prediction y(s) [m].
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import chex
 import flax.linen as nn
@@ -80,7 +81,9 @@ def resolve_torso(config: NetworkConfig, spec: EnvSpec) -> str:
         raise InvalidConfigError(f"unknown torso {config.torso!r}; choose one of {', '.join(TORSOS)}")
     if config.torso != "auto":
         if config.torso == "tabular" and not spec.is_tabular:
-            raise InvalidConfigError(f"torso 'tabular' needs index observations; {spec.name} has {spec.observation_dtype}")
+            raise InvalidConfigError(
+                f"torso 'tabular' needs index observations; {spec.name} has {spec.observation_dtype}"
+            )
         return config.torso
     if spec.is_tabular:
         return "tabular"

@@ -58,7 +58,9 @@ class ScaleByMetaAdamState(NamedTuple):
     nu: optax.Updates
 
 
-def scale_by_meta_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 1e-8) -> optax.GradientTransformation:
+def scale_by_meta_adam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 1e-8
+) -> optax.GradientTransformation:
     """Adam's scaling with the second-moment denominator stop-gradiented.
 
     Kingma & Ba 2015, Alg. 1: ``mu_hat / (sqrt(nu_hat + eps_root) + eps)``;
@@ -100,7 +102,9 @@ def scale_by_meta_rms(decay: float = 0.99, eps: float = 1e-5) -> optax.GradientT
 
     def update_fn(updates, state, params=None):
         del params
-        nu = jax.tree.map(lambda v, g: decay * v + (1 - decay) * jnp.square(jax.lax.stop_gradient(g)), state.nu, updates)
+        nu = jax.tree.map(
+            lambda v, g: decay * v + (1 - decay) * jnp.square(jax.lax.stop_gradient(g)), state.nu, updates
+        )
         nu = jax.lax.stop_gradient(nu)
         return jax.tree.map(lambda g, v: g / (jnp.sqrt(v) + eps), updates, nu), optax.ScaleByRmsState(nu=nu)
 

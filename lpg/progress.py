@@ -12,8 +12,8 @@ import sys
 import time
 
 from rich.console import Console
-from rich.table import Column
 from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Column
 
 
 class ProgressBar:
@@ -26,7 +26,9 @@ class ProgressBar:
     the plain line shows the ETA as ``?``.
     """
 
-    def __init__(self, description: str, total: int, unit: str = "steps", *, enabled: bool = True, plain_every_s: float = 10.0):
+    def __init__(
+        self, description: str, total: int, unit: str = "steps", *, enabled: bool = True, plain_every_s: float = 10.0
+    ):
         self.description = description
         self.total = int(total)
         self.unit = unit
@@ -43,7 +45,7 @@ class ProgressBar:
         self._progress = None
         self._task = None
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         self._start = time.perf_counter()
         if self._interactive:
             # One line at any terminal width: the numbers keep theirs, description, bar and status give way.
@@ -55,19 +57,31 @@ class ProgressBar:
             bar = 20 if width >= 120 else (10 if width >= 100 else 0)
             description = min(len(self.description), max(8, width // 4), max(8, width - numbers - bar - 3))
             status = width - description - bar - numbers - 4
-            columns = [TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=description))]
+            columns = [
+                TextColumn(
+                    "[bold]{task.description}",
+                    table_column=Column(no_wrap=True, overflow="ellipsis", max_width=description),
+                )
+            ]
             if bar:
                 columns.append(BarColumn(bar_width=bar))
             columns.append(TextColumn("{task.fields[numbers]}", table_column=Column(no_wrap=True)))
             if status >= 8:
-                columns.append(TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=status)))
+                columns.append(
+                    TextColumn(
+                        "{task.fields[status]}",
+                        table_column=Column(no_wrap=True, overflow="ellipsis", max_width=status),
+                    )
+                )
             self._progress = Progress(
                 *columns,
                 console=self._console,
                 transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total, numbers=self._numbers_text(0, None, 0, None), status="")
+            self._task = self._progress.add_task(
+                self.description, total=self.total, numbers=self._numbers_text(0, None, 0, None), status=""
+            )
         return self
 
     def resume_from(self, done: int) -> None:
@@ -76,7 +90,9 @@ class ProgressBar:
         self._start = time.perf_counter()
         self._first_update = None
         if self._progress is not None:
-            self._progress.reset(self._task, completed=self.done, numbers=self._numbers_text(self.done, None, 0, None), status="")
+            self._progress.reset(
+                self._task, completed=self.done, numbers=self._numbers_text(self.done, None, 0, None), status=""
+            )
 
     def rate(self) -> float:
         """Units per second done by this process (a resumed run's restored work left out)."""

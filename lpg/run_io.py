@@ -22,8 +22,9 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,10 @@ def finished_run(
         raise OutputDirError(
             f"output folder {str(path)!r} already holds this run, finished; add --resume to show its results again, or choose a new --out"
         )
-    print(f"lpg: {str(path)!r} already holds this run, finished; nothing to do (its files are kept as they were)", file=sys.stderr)
+    print(
+        f"lpg: {str(path)!r} already holds this run, finished; nothing to do (its files are kept as they were)",
+        file=sys.stderr,
+    )
     return summary
 
 
@@ -146,7 +150,7 @@ class RunDir:
         self._metrics_file = None
 
     @classmethod
-    def prepare(cls, out: str | os.PathLike, config: Any, *, allow_existing_same: bool = True) -> "RunDir":
+    def prepare(cls, out: str | os.PathLike, config: Any, *, allow_existing_same: bool = True) -> RunDir:
         """Validates ``out`` and writes ``config.json``.
 
         ``allow_existing_same=False`` (commands without ``--resume``) also refuses
@@ -167,7 +171,11 @@ class RunDir:
                 previous = json.loads(existing.read_text())
             except (OSError, ValueError):
                 previous = None
-            if previous == config_json and not allow_existing_same and any((path / f).exists() for f in ("metrics.jsonl", "summary.json")):
+            if (
+                previous == config_json
+                and not allow_existing_same
+                and any((path / f).exists() for f in ("metrics.jsonl", "summary.json"))
+            ):
                 raise OutputDirError(
                     f"output folder {str(path)!r} already holds the results of this run; choose a new --out or delete it"
                 )
@@ -180,11 +188,15 @@ class RunDir:
                     + "; choose a new --out or delete it"
                 )
         elif path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
-            raise OutputDirError(f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out")
+            raise OutputDirError(
+                f"output folder {str(path)!r} is not empty and holds no run of this framework; choose a new --out"
+            )
         try:
             make_writable_folder(path)
         except OSError as e:
-            raise OutputDirError(f"cannot write to output folder {str(path)!r}: {e.strerror or e}; choose a writable --out") from None
+            raise OutputDirError(
+                f"cannot write to output folder {str(path)!r}: {e.strerror or e}; choose a writable --out"
+            ) from None
         run = cls(path)
         write_json_atomic(path / "config.json", config_json)
         return run

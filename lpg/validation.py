@@ -19,7 +19,17 @@ from typing import Any
 
 from lpg.errors import InvalidConfigError
 
-__all__ = ["Range", "UNIT", "OPEN_UNIT", "NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "NON_NEGATIVE_INT", "check_value", "check_ranges"]
+__all__ = [
+    "NON_NEGATIVE",
+    "NON_NEGATIVE_INT",
+    "OPEN_UNIT",
+    "POSITIVE",
+    "POSITIVE_INT",
+    "UNIT",
+    "Range",
+    "check_ranges",
+    "check_value",
+]
 
 
 @dataclasses.dataclass(frozen=True)

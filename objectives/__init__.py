@@ -1,18 +1,19 @@
 """Objective registry: every objective is reachable by name.
 
-    objective = objectives.make("a2c", gamma=0.95)
+objective = objectives.make("a2c", gamma=0.95)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lpg.errors import InvalidConfigError, unknown_name_error
 from objectives.base import AgentHeads, Eta, Metrics, Objective
 
-__all__ = ["AgentHeads", "Eta", "Metrics", "Objective", "register", "make", "list_objectives"]
+__all__ = ["AgentHeads", "Eta", "Metrics", "Objective", "list_objectives", "make", "register"]
 
 # Modules that register objectives on import; a missing module is skipped so
 # the registry works while the project grows.
@@ -64,7 +65,9 @@ def make(name: str, **overrides: Any) -> Objective:
     """
     _load_all()
     if name not in _REGISTRY:
-        raise unknown_name_error("objective", name, list(_REGISTRY), f"known: {', '.join(_REGISTRY)} (see `lpg objectives`)")
+        raise unknown_name_error(
+            "objective", name, list(_REGISTRY), f"known: {', '.join(_REGISTRY)} (see `lpg objectives`)"
+        )
     factory, _ = _REGISTRY[name]
     try:
         return factory(**overrides)
@@ -77,5 +80,7 @@ def replace_config(config: Any, **overrides: Any) -> Any:
     fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise InvalidConfigError(f"{type(config).__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
+        raise InvalidConfigError(
+            f"{type(config).__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(fields))}"
+        )
     return dataclasses.replace(config, **overrides)

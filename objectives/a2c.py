@@ -24,7 +24,7 @@ from objectives.losses import actor_critic_loss, lambda_returns
 
 Scalar = Union[float, chex.Array]
 
-__all__ = ["A2CConfig", "A2C", "a2c_loss", "clip_rewards"]
+__all__ = ["A2C", "A2CConfig", "a2c_loss", "clip_rewards"]
 
 
 @dataclasses.dataclass(frozen=True)

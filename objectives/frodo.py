@@ -42,7 +42,7 @@ from objectives.a2c import clip_rewards
 from objectives.base import ACTOR_CRITIC_RANGES, Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import actor_critic_loss, lambda_returns
 
-__all__ = ["FrodoConfig", "Frodo", "consistency_loss"]
+__all__ = ["Frodo", "FrodoConfig", "consistency_loss"]
 
 NUM_INPUTS = 5
 
@@ -143,7 +143,13 @@ class Frodo(Objective):
         targets, base = self.targets(eta, rollout, agent_out.value)
         advantages = targets - jax.lax.stop_gradient(agent_out.value[:-1])
         loss, metrics = actor_critic_loss(
-            agent_out.logits[:-1], agent_out.value[:-1], rollout.action[:-1], targets, advantages, c.value_weight, c.entropy_weight
+            agent_out.logits[:-1],
+            agent_out.value[:-1],
+            rollout.action[:-1],
+            targets,
+            advantages,
+            c.value_weight,
+            c.entropy_weight,
         )
         return loss, dict(metrics, mean_abs_residual=jnp.mean(jnp.abs(targets - base)))
 

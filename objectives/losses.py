@@ -16,7 +16,7 @@ differentiable in the meta-parameters.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import chex
 import jax
@@ -25,12 +25,12 @@ import jax.numpy as jnp
 Scalar = Union[float, chex.Array]
 
 __all__ = [
-    "lambda_returns",
-    "vtrace_targets",
-    "log_prob",
-    "entropy",
-    "masked_mean",
     "actor_critic_loss",
+    "entropy",
+    "lambda_returns",
+    "log_prob",
+    "masked_mean",
+    "vtrace_targets",
 ]
 
 
@@ -84,9 +84,9 @@ def vtrace_targets(
     discount_t: chex.Array,
     rho_tm1: chex.Array,
     lambda_: Scalar = 1.0,
-    clip_rho_threshold: Optional[float] = 1.0,
-    clip_pg_rho_threshold: Optional[float] = 1.0,
-    clip_c_threshold: Optional[float] = 1.0,
+    clip_rho_threshold: float | None = 1.0,
+    clip_pg_rho_threshold: float | None = 1.0,
+    clip_c_threshold: float | None = 1.0,
 ) -> tuple[chex.Array, chex.Array]:
     """V-trace value targets and policy-gradient advantages (IMPALA, Espeholt et al. 2018, eq. 1).
 
@@ -183,7 +183,7 @@ def entropy(logits: chex.Array) -> chex.Array:
     return -jnp.sum(pi * safe_log_pi, axis=-1)
 
 
-def masked_mean(x: chex.Array, mask: Optional[chex.Array] = None) -> chex.Array:
+def masked_mean(x: chex.Array, mask: chex.Array | None = None) -> chex.Array:
     """Mean of ``x`` [T, B], weighted by ``mask`` [T, B] if given (0-safe)."""
     if mask is None:
         return jnp.mean(x)
@@ -200,7 +200,7 @@ def actor_critic_loss(
     pg_advantages: chex.Array,
     value_weight: Scalar,
     entropy_weight: Scalar,
-    mask: Optional[chex.Array] = None,
+    mask: chex.Array | None = None,
 ) -> tuple[chex.Array, dict[str, chex.Array]]:
     """Advantage actor-critic loss (Mnih et al. 2016; Bonnet et al. 2022, eq. 3).
 

@@ -48,7 +48,7 @@ from objectives import register, replace_config
 from objectives.base import AgentHeads, Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import entropy, log_prob
 
-__all__ = ["LPGConfig", "LPGNetwork", "LPG", "lpg_inputs", "PAPER_HIDDEN_SIZE"]
+__all__ = ["LPG", "PAPER_HIDDEN_SIZE", "LPGConfig", "LPGNetwork", "lpg_inputs"]
 
 PAPER_HIDDEN_SIZE = 256
 
@@ -82,7 +82,7 @@ class LPGConfig(ObjectiveConfig):
         "y_size": POSITIVE_INT,
         "phi_hidden": POSITIVE_INT,
         "gamma": UNIT,
-        **{name: NON_NEGATIVE for name in ("alpha_y", "beta0", "beta1", "beta2", "beta3")},
+        **dict.fromkeys(("alpha_y", "beta0", "beta1", "beta2", "beta3"), NON_NEGATIVE),
     }
 
     hidden_size: int = 32
@@ -96,7 +96,7 @@ class LPGConfig(ObjectiveConfig):
     beta3: float = 0.001
 
     @classmethod
-    def paper(cls) -> "LPGConfig":
+    def paper(cls) -> LPGConfig:
         """The paper-sized network (LSTM 256, m = 30)."""
         return cls(hidden_size=PAPER_HIDDEN_SIZE, y_size=30)
 
@@ -116,11 +116,15 @@ class LPGNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, r_t, d_t, pi_a, y_t, y_tp1):
-        phi = nn.Sequential([nn.Dense(self.phi_hidden, name="phi_hidden"), nn.relu, nn.Dense(1, name="phi_out")], name="phi")
+        phi = nn.Sequential(
+            [nn.Dense(self.phi_hidden, name="phi_hidden"), nn.relu, nn.Dense(1, name="phi_out")], name="phi"
+        )
         phi_t = phi(y_t)[..., 0]
         phi_tp1 = phi(y_tp1)[..., 0] * d_t  # zeroed where the episode terminated at s_t+1
         x = jnp.stack([r_t, d_t, jnp.full_like(r_t, self.gamma), pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
-        rnn = nn.RNN(nn.LSTMCell(self.hidden_size, name="lstm"), time_major=True, reverse=True, keep_order=True, name="backward")
+        rnn = nn.RNN(
+            nn.LSTMCell(self.hidden_size, name="lstm"), time_major=True, reverse=True, keep_order=True, name="backward"
+        )
         zeros = jnp.zeros(x.shape[1:-1] + (self.hidden_size,), x.dtype)  # (c, h) in the input's dtype
         h = rnn(x, initial_carry=(zeros, zeros))  # [T, B, H]; h[t] depends on x[t:] only
         pi_hat = nn.Dense(1, name="pi_hat")(h)[..., 0]
@@ -174,7 +178,9 @@ class LPG(Objective):
     def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
         return self.agent_loss_with(eta, rollout, agent_out, self.config.alpha_y)
 
-    def agent_loss_with(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, alpha_y) -> tuple[chex.Array, Metrics]:
+    def agent_loss_with(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, alpha_y
+    ) -> tuple[chex.Array, Metrics]:
         """The agent loss with an explicit (possibly traced, per-lifetime) ``alpha_y``.
 
         ``L = -mean(log pi(a_t|s_t) pi_hat_t) + alpha_y mean(KL(y_t || y_hat_t))``

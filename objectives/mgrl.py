@@ -38,7 +38,7 @@ from objectives.a2c import a2c_loss
 from objectives.base import ACTOR_CRITIC_RANGES, Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import actor_critic_loss
 
-__all__ = ["MGRLConfig", "MGRL", "PerStateGammaConfig", "PerStateGamma", "logit", "per_state_gamma_targets"]
+__all__ = ["MGRL", "MGRLConfig", "PerStateGamma", "PerStateGammaConfig", "logit", "per_state_gamma_targets"]
 
 
 def logit(p: float) -> float:
@@ -119,7 +119,12 @@ class PerStateGammaConfig(ObjectiveConfig):
     """
 
     OBJECTIVE = "mgrl_per_state_gamma"
-    RANGES = {"num_states": POSITIVE_INT, "gamma_init": OPEN_UNIT, "value_weight": NON_NEGATIVE, "entropy_weight": NON_NEGATIVE}
+    RANGES = {
+        "num_states": POSITIVE_INT,
+        "gamma_init": OPEN_UNIT,
+        "value_weight": NON_NEGATIVE,
+        "entropy_weight": NON_NEGATIVE,
+    }
 
     num_states: int = 10
     gamma_init: float = 0.5
@@ -127,7 +132,9 @@ class PerStateGammaConfig(ObjectiveConfig):
     entropy_weight: float = 0.0
 
 
-def per_state_gamma_targets(gammas: chex.Array, obs_tm1: chex.Array, r_t: chex.Array, discount_t: chex.Array) -> chex.Array:
+def per_state_gamma_targets(
+    gammas: chex.Array, obs_tm1: chex.Array, r_t: chex.Array, discount_t: chex.Array
+) -> chex.Array:
     """Bonnet et al. App. C.1 targets ``g(s_t) = sum_{u>=t} gamma_{s_u}^(u-t+1) r_u`` within an episode.
 
     Args:
@@ -182,7 +189,15 @@ class PerStateGamma(Objective):
         value = agent_out.value
         advantages = targets - jax.lax.stop_gradient(value[:-1])
         c = self.config
-        return actor_critic_loss(agent_out.logits[:-1], value[:-1], rollout.action[:-1], targets, advantages, c.value_weight, c.entropy_weight)
+        return actor_critic_loss(
+            agent_out.logits[:-1],
+            value[:-1],
+            rollout.action[:-1],
+            targets,
+            advantages,
+            c.value_weight,
+            c.entropy_weight,
+        )
 
     def describe_eta(self, eta: Eta) -> Metrics:
         gammas = jax.nn.sigmoid(eta["gamma_logits"])

@@ -30,7 +30,7 @@ from objectives.base import Eta, Metrics, Objective, ObjectiveConfig
 from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 from objectives.mgrl import logit
 
-__all__ = ["SelfTuningConfig", "SelfTuning", "leaky_vtrace_loss"]
+__all__ = ["SelfTuning", "SelfTuningConfig", "leaky_vtrace_loss"]
 
 _NAMES = ("gamma", "td_lambda", "value_weight", "entropy_weight", "alpha")
 _AT_MOST_ONE = Range(0.0, 1.0, open_low=True)  # scales of gamma, lambda and alpha, which are at most 1
@@ -96,10 +96,25 @@ class SelfTuningConfig(ObjectiveConfig):
         super().__post_init__()
         for name in _NAMES:  # alpha too with base a2c, where it is unused
             scale = getattr(self, f"{name}_scale")
-            check_value("objective self_tuning", f"initial {name}", getattr(self, name), Range(0.0, scale, open_low=True, open_high=True))
+            check_value(
+                "objective self_tuning",
+                f"initial {name}",
+                getattr(self, name),
+                Range(0.0, scale, open_low=True, open_high=True),
+            )
 
 
-def leaky_vtrace_loss(rollout: Rollout, agent_out: AgentOutput, gamma, td_lambda, alpha, rho_bar: float, value_weight, entropy_weight, reward_clip: float = 0.0):
+def leaky_vtrace_loss(
+    rollout: Rollout,
+    agent_out: AgentOutput,
+    gamma,
+    td_lambda,
+    alpha,
+    rho_bar: float,
+    value_weight,
+    entropy_weight,
+    reward_clip: float = 0.0,
+):
     """V-trace actor-critic loss with leaky importance weights (STAC); ``alpha`` may be traced."""
     assert_rollout_shapes(rollout)
     a_tm1 = rollout.action[:-1]
@@ -139,7 +154,10 @@ class SelfTuning(Objective):
     def init(self, key: chex.PRNGKey) -> Eta:
         del key
         c = self.config
-        return {name: jnp.asarray(logit(getattr(c, name) / getattr(c, f"{name}_scale")), jnp.float32) for name in _names(c.base)}
+        return {
+            name: jnp.asarray(logit(getattr(c, name) / getattr(c, f"{name}_scale")), jnp.float32)
+            for name in _names(c.base)
+        }
 
     def hyper_parameters(self, eta: Eta) -> dict[str, chex.Array]:
         c = self.config
@@ -149,13 +167,27 @@ class SelfTuning(Objective):
         c = self.config
         h = self.hyper_parameters(eta)
         if c.base == "a2c":
-            return a2c_loss(rollout, agent_out, h["gamma"], h["td_lambda"], h["value_weight"], h["entropy_weight"], c.reward_clip)
+            return a2c_loss(
+                rollout, agent_out, h["gamma"], h["td_lambda"], h["value_weight"], h["entropy_weight"], c.reward_clip
+            )
         return leaky_vtrace_loss(
-            rollout, agent_out, h["gamma"], h["td_lambda"], h["alpha"], c.rho_bar, h["value_weight"], h["entropy_weight"], c.reward_clip
+            rollout,
+            agent_out,
+            h["gamma"],
+            h["td_lambda"],
+            h["alpha"],
+            c.rho_bar,
+            h["value_weight"],
+            h["entropy_weight"],
+            c.reward_clip,
         )
 
     def describe_eta(self, eta: Eta) -> Metrics:
         return self.hyper_parameters(eta)
 
 
-register("self_tuning", lambda **overrides: SelfTuning(replace_config(SelfTuningConfig(), **overrides)), SelfTuning.description)
+register(
+    "self_tuning",
+    lambda **overrides: SelfTuning(replace_config(SelfTuningConfig(), **overrides)),
+    SelfTuning.description,
+)

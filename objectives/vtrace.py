@@ -25,7 +25,7 @@ from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 
 Scalar = Union[float, chex.Array]
 
-__all__ = ["VTraceConfig", "VTrace", "vtrace_loss"]
+__all__ = ["VTrace", "VTraceConfig", "vtrace_loss"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,7 +60,10 @@ def test_game_name_spellings():
 
 
 def test_unknown_game_is_a_clear_user_error():
-    with pytest.raises(UnknownNameError, match="unknown Atari game 'Pongg'; did you mean 'Pong'\\? Atari-57 games: see `lpg envs --kind atari`$"):
+    with pytest.raises(
+        UnknownNameError,
+        match="unknown Atari game 'Pongg'; did you mean 'Pong'\\? Atari-57 games: see `lpg envs --kind atari`$",
+    ):
         human_normalised("Pongg", 1.0)
     with pytest.raises(UnknownNameError):
         reference_scores("Adventure")  # an ALE game outside Atari-57

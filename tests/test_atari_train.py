@@ -22,7 +22,9 @@ def test_actor_rollouts_overlap_and_follow_the_convention():
     env = AtariEnv("Pong", AtariConfig(num_envs=2, seed=0))
     try:
         objective = objectives.make("a2c", reward_clip=1.0)
-        trainer = build_atari_trainer(env.spec, objective, AtariRunConfig(num_envs=2, unroll_length=4), NetworkConfig(), 10)
+        trainer = build_atari_trainer(
+            env.spec, objective, AtariRunConfig(num_envs=2, unroll_length=4), NetworkConfig(), 10
+        )
         params = trainer.agent.init(jax.random.PRNGKey(0))
         actor = AtariActor(env, trainer.agent.apply, 4, seed=0)
         first = actor.collect(params)
@@ -47,7 +49,19 @@ def test_actor_rollouts_overlap_and_follow_the_convention():
 
 def test_lpg_train_atari_writes_the_run_folder(tmp_path, capsys):
     out = tmp_path / "pong"
-    args = ["train", "atari/Pong", "--frames", "640", "--num-envs", "2", "--unroll-length", "8", "--out", str(out), "--no-progress"]
+    args = [
+        "train",
+        "atari/Pong",
+        "--frames",
+        "640",
+        "--num-envs",
+        "2",
+        "--unroll-length",
+        "8",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env"] == "atari/Pong" and summary["frames"] == 640 and summary["steps"] == 160
@@ -67,11 +81,27 @@ def test_unknown_atari_game_is_a_clean_error(tmp_path, capsys):
 
 def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path, capsys):
     out = tmp_path / "frodo"
-    args = ["discover", "online", "atari/Pong", "--objective", "frodo", "--frames", "960", "--out", str(out), "--no-progress"]
+    args = [
+        "discover",
+        "online",
+        "atari/Pong",
+        "--objective",
+        "frodo",
+        "--frames",
+        "960",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0  # 3 updates of 16 envs x 5 steps: a plain first update, then two meta-updates
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env"] == "atari/Pong" and summary["frames"] == 960
-    assert (summary["inner_steps"], summary["mix"], summary["num_seeds"], summary["meta_interval"]) == (1, False, 1, 1)  # keys of toy runs
+    assert (summary["inner_steps"], summary["mix"], summary["num_seeds"], summary["meta_interval"]) == (
+        1,
+        False,
+        1,
+        1,
+    )  # keys of toy runs
     config = json.loads((out / "config.json").read_text())  # the Atari defaults of the meta-optimiser and outer loss
     assert config["meta"]["meta_learning_rate"] == 1e-4 and config["outer"]["entropy_weight"] == 0.01
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -84,7 +114,19 @@ def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path, capsys):
 
 
 def test_atari_online_discovery_rejects_n_step(tmp_path, capsys):
-    args = ["discover", "online", "atari/Pong", "--objective", "frodo", "--inner-steps", "3", "--frames", "100", "--out", str(tmp_path / "x")]
+    args = [
+        "discover",
+        "online",
+        "atari/Pong",
+        "--objective",
+        "frodo",
+        "--inner-steps",
+        "3",
+        "--frames",
+        "100",
+        "--out",
+        str(tmp_path / "x"),
+    ]
     assert main(args) == 2
     assert "1-step" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
@@ -96,12 +138,34 @@ def test_evaluate_a_saved_objective_on_atari(tmp_path, capsys):
     a2c = objectives.make("a2c")
     save_objective(ckpt, a2c, a2c.init(jax.random.PRNGKey(0)), {"envs": ["catch"]})
     out = tmp_path / "eval"
-    args = ["evaluate", str(ckpt), "--envs", "atari/Pong", "--frames", "1408", "--seeds", "1", "--out", str(out), "--no-progress",
-            "--num-envs", "4", "--unroll-length", "8", "--learning-rate", "1e-3", "--objective-config", "reward_clip=2.0"]
+    args = [
+        "evaluate",
+        str(ckpt),
+        "--envs",
+        "atari/Pong",
+        "--frames",
+        "1408",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--num-envs",
+        "4",
+        "--unroll-length",
+        "8",
+        "--learning-rate",
+        "1e-3",
+        "--objective-config",
+        "reward_clip=2.0",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["atari_config"]["num_envs"] == 4 and summary["atari_config"]["unroll_length"] == 8
-    assert summary["atari_config"]["optimizer"]["learning_rate"] == 1e-3 and summary["objective_config"]["reward_clip"] == 2.0
+    assert (
+        summary["atari_config"]["optimizer"]["learning_rate"] == 1e-3
+        and summary["objective_config"]["reward_clip"] == 2.0
+    )
     agent = json.loads((out / "agents" / "Pong-seed0" / "summary.json").read_text())
     assert agent["frames"] == 1408  # 11 updates of 4 envs x 8 steps x 4 frames (the default 16 x 5 rounds up to 1600)
     result = summary["results"]["atari/Pong"]
@@ -127,10 +191,40 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     import training.atari as atari
 
     out = tmp_path / command
-    args = (["train", "atari/Pong", "--objective", "a2c"] if command == "train" else ["discover", "online", "atari/Pong", "--objective", "frodo"])
-    args += ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0", "--out", str(out), "--no-progress"] \
-        if command == "train" else ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0",
-                                    "--out", str(out), "--no-progress"]
+    args = (
+        ["train", "atari/Pong", "--objective", "a2c"]
+        if command == "train"
+        else ["discover", "online", "atari/Pong", "--objective", "frodo"]
+    )
+    args += (
+        [
+            "--frames",
+            "1280",
+            "--num-envs",
+            "2",
+            "--unroll-length",
+            "8",
+            "--checkpoint-interval-s",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+        if command == "train"
+        else [
+            "--frames",
+            "1280",
+            "--num-envs",
+            "2",
+            "--unroll-length",
+            "8",
+            "--checkpoint-interval-s",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     original, calls = atari.AtariActor.collect, [0]
 
     def crash_on_the_fourth_rollout(self, params):
@@ -157,23 +251,36 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
 def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(tmp_path, capsys):
     out = tmp_path / "results" / "bench.json"
     # 10 updates of 2 envs x 2 steps x 4 frames per end-to-end run
-    assert main(["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "160", "--out", str(out)]) == 0
+    assert (
+        main(["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "160", "--out", str(out)]) == 0
+    )
     captured = capsys.readouterr()
     result = json.loads(out.read_text())
     stages = [line for line in captured.err.splitlines() if line.startswith("bench atari: ")]
     assert [line.split(",")[0].split(" (")[0] for line in stages] == [
-        "bench atari: raw envpool", "bench atari: learner cost per batch and policy forward per acting step",
-        "bench atari: A2C end to end", "bench atari: V-trace with acting overlapped with learning", "bench atari: FRODO end to end",
+        "bench atari: raw envpool",
+        "bench atari: learner cost per batch and policy forward per acting step",
+        "bench atari: A2C end to end",
+        "bench atari: V-trace with acting overlapped with learning",
+        "bench atari: FRODO end to end",
     ]
     frames_per_update = 2 * 2 * 4
     expected_ceiling = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"])
     assert result["ceiling_frames_per_s"] == pytest.approx(expected_ceiling)
-    assert result["a2c_frames_per_s"] > 0 and result["frodo_frames_per_s"] > 0 and result["vtrace_overlap_frames_per_s"] > 0
+    assert (
+        result["a2c_frames_per_s"] > 0
+        and result["frodo_frames_per_s"] > 0
+        and result["vtrace_overlap_frames_per_s"] > 0
+    )
     assert result["a2c_fraction_of_ceiling"] == pytest.approx(result["a2c_frames_per_s"] / expected_ceiling)
-    expected_bound = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"] + 2 * result["act_s_per_step"])
+    expected_bound = frames_per_update / (
+        result["env_s_per_update"] + result["learner_s_per_update"] + 2 * result["act_s_per_step"]
+    )
     assert result["sync_bound_frames_per_s"] == pytest.approx(expected_bound) and expected_bound < expected_ceiling
     assert result["a2c_fraction_of_sync_bound"] == pytest.approx(result["a2c_frames_per_s"] / expected_bound)
-    assert result["vtrace_overlap_fraction_of_ceiling"] == pytest.approx(result["vtrace_overlap_frames_per_s"] / expected_ceiling)
+    assert result["vtrace_overlap_fraction_of_ceiling"] == pytest.approx(
+        result["vtrace_overlap_frames_per_s"] / expected_ceiling
+    )
     assert result["frodo_fraction_of_a2c"] == pytest.approx(result["frodo_frames_per_s"] / result["a2c_frames_per_s"])
     table = captured.out
     assert "ceiling = 16 frames / (env + learner)" in table and "of ceiling" in table and "of A2C" in table

@@ -37,12 +37,34 @@ PROC_OUT = "/proc/lpg-test-out"  # unwritable even for root (the suite runs as r
 TRAIN = ["train", "catch", "--steps", "100"]
 ONLINE = ["discover", "online", "catch", "--steps", "100"]
 OFFLINE = [
-    "discover", "offline", "--envs", "chain/short", "--meta-steps", "1", "--num-lifetimes", "1", "--num-envs", "2",
-    "--unroll-length", "2", "--lifetime-updates", "2", "--inner-updates", "1", "--eval-seeds", "1",
+    "discover",
+    "offline",
+    "--envs",
+    "chain/short",
+    "--meta-steps",
+    "1",
+    "--num-lifetimes",
+    "1",
+    "--num-envs",
+    "2",
+    "--unroll-length",
+    "2",
+    "--lifetime-updates",
+    "2",
+    "--inner-updates",
+    "1",
+    "--eval-seeds",
+    "1",
 ]
 EVALUATE = ["evaluate", str(SHIPPED), "--envs", "chain/short", "--steps", "100", "--seeds", "1"]
 EXPERIMENT = ["experiment", "mrp-gamma", "--steps", "1", "--monte-carlo", "1"]
-COMMANDS = {"train": TRAIN, "discover online": ONLINE, "discover offline": OFFLINE, "evaluate": EVALUATE, "experiment": EXPERIMENT}
+COMMANDS = {
+    "train": TRAIN,
+    "discover online": ONLINE,
+    "discover offline": OFFLINE,
+    "evaluate": EVALUATE,
+    "experiment": EXPERIMENT,
+}
 
 
 def snapshot(path: Path) -> dict[str, bytes | None] | None:
@@ -54,7 +76,9 @@ def snapshot(path: Path) -> dict[str, bytes | None] | None:
     return {p.relative_to(path).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(path.rglob("*"))}
 
 
-def assert_bad_input(capsys, args: list[str], phrase: str, out: Path | str | None, *, untouched: tuple[Path, ...] = ()) -> str:
+def assert_bad_input(
+    capsys, args: list[str], phrase: str, out: Path | str | None, *, untouched: tuple[Path, ...] = ()
+) -> str:
     """Runs ``lpg ARGS --out OUT --no-progress``; asserts status 2, one clear line, and nothing written.
 
     ``out=None`` runs ``lpg ARGS`` alone (commands without ``--out``: nothing may be printed on stdout either).
@@ -178,7 +202,10 @@ CHECKPOINT_CASES = {
     "truncated": (_truncate, "is truncated or corrupted"),
     "corrupted": (_flip_bytes, "is corrupted: the checksum of state/d/"),
     "agent heads": (lambda p: _edit_metadata(p, agent_heads={"y_size": 7}), "expects agent heads y_size=7"),
-    "framework version": (lambda p: _edit_metadata(p, framework_version="9.0.0"), "written by framework version 9.0.0, incompatible"),
+    "framework version": (
+        lambda p: _edit_metadata(p, framework_version="9.0.0"),
+        "written by framework version 9.0.0, incompatible",
+    ),
     "format version": (lambda p: _edit_metadata(p, format_version=99), "has format version 99"),
 }
 
@@ -188,7 +215,13 @@ def test_bad_checkpoint(tmp_path, capsys, case):
     spoil, phrase = CHECKPOINT_CASES[case]
     path = _copy(tmp_path)
     spoil(path)
-    assert_bad_input(capsys, ["evaluate", str(path), "--envs", "chain/short", "--steps", "100"], phrase, tmp_path / "out", untouched=(path,))
+    assert_bad_input(
+        capsys,
+        ["evaluate", str(path), "--envs", "chain/short", "--steps", "100"],
+        phrase,
+        tmp_path / "out",
+        untouched=(path,),
+    )
 
 
 def test_resume_without_a_training_checkpoint(tmp_path, capsys):
@@ -225,7 +258,10 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         ([*ONLINE, "--learning-rate", "-0.1"], "learning rate must be positive"),
         ([*EVALUATE, "--num-envs", "0"], "--num-envs must be positive, got 0"),
         ([*EVALUATE, "--learning-rate", "0"], "learning rate must be positive"),
-        ([*EVALUATE, "--objective-config", "hidden_size=64"], "changes the shapes of the checkpoint's learned meta-parameters"),
+        (
+            [*EVALUATE, "--objective-config", "hidden_size=64"],
+            "changes the shapes of the checkpoint's learned meta-parameters",
+        ),
         ([*ONLINE, "--steps", "0"], "--steps must be positive, got 0"),
         ([*ONLINE, "--steps", "-5"], "--steps must be positive, got -5"),
         ([*ONLINE, "--num-seeds", "0"], "--num-seeds must be positive"),
@@ -237,11 +273,17 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         ([*OFFLINE, "--meta-steps", "-1"], "meta_steps must be >= 0"),
         ([*OFFLINE, "--num-lifetimes", "0"], "num_lifetimes must be positive"),
         ([*OFFLINE, "--num-lifetimes", "-3"], "num_lifetimes must be positive"),
-        ([*OFFLINE, "--num-lifetimes", "1", "--envs", "chain/short,chain/long"], "must be at least the number of environments"),
+        (
+            [*OFFLINE, "--num-lifetimes", "1", "--envs", "chain/short,chain/long"],
+            "must be at least the number of environments",
+        ),
         ([*OFFLINE, "--num-envs", "0"], "num_envs must be positive"),
         ([*OFFLINE, "--unroll-length", "0"], "unroll_length must be positive"),
         ([*OFFLINE, "--lifetime-updates", "0"], "lifetime_updates must be positive"),
-        ([*OFFLINE, "--lifetime-updates", "2", "--inner-updates", "5"], "lifetime_updates (2) must be >= inner_updates (5)"),
+        (
+            [*OFFLINE, "--lifetime-updates", "2", "--inner-updates", "5"],
+            "lifetime_updates (2) must be >= inner_updates (5)",
+        ),
         ([*OFFLINE, "--eval-seeds", "0"], "eval_seeds must be positive"),
         ([*OFFLINE, "--lr-min", "0.5", "--lr-max", "0.1"], "lr_range must satisfy 0 < low <= high"),
         ([*EVALUATE, "--steps", "0"], "--steps must be positive, got 0"),
@@ -305,7 +347,10 @@ def test_mix_coefficient_reaches_the_meta_gradient_config(tmp_path, monkeypatch)
         raise Stop
 
     monkeypatch.setattr(RunDir, "prepare", staticmethod(prepare))
-    for args in ([*ONLINE, "--mix", "--inner-steps", "3", "--mix-coefficient", "0.25"], [*EXPERIMENT, "--mix", "--mix-coefficient", "0.25"]):
+    for args in (
+        [*ONLINE, "--mix", "--inner-steps", "3", "--mix-coefficient", "0.25"],
+        [*EXPERIMENT, "--mix", "--mix-coefficient", "0.25"],
+    ):
         with pytest.raises(Stop):
             main([*args, "--out", str(tmp_path / "out"), "--no-progress"])
     assert seen[0]["meta"]["mix"] and seen[0]["meta"]["mix_k"] == 0.25
@@ -313,7 +358,9 @@ def test_mix_coefficient_reaches_the_meta_gradient_config(tmp_path, monkeypatch)
     assert online.build_mrp_gamma(online.MRPGammaPreset(mix=True, mix_k=0.25)).config.kappa == 0.25
     snake = online.SnakeMetaGradPreset(inner_steps=3, mix=True, mix_k=0.25)
     assert online.build_snake(snake, total_updates=10).config.kappa == 0.25
-    assert online.build_snake(online.SnakeMetaGradPreset(inner_steps=4, mix=True), total_updates=10).config.kappa == 0.75
+    assert (
+        online.build_snake(online.SnakeMetaGradPreset(inner_steps=4, mix=True), total_updates=10).config.kappa == 0.75
+    )
 
 
 # --------------------------------------------------------------------------- output folders
@@ -388,7 +435,9 @@ BENCH_ATARI = ["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--f
 BENCH_SCALE = ["bench", "scale", "--device-counts", "1", "--updates", "1", "--repeats", "1"]
 
 
-@pytest.mark.parametrize("where, phrase", [("a folder", "is a folder"), ("under a file", "cannot write"), ("under /proc", "cannot write")])
+@pytest.mark.parametrize(
+    "where, phrase", [("a folder", "is a folder"), ("under a file", "cannot write"), ("under /proc", "cannot write")]
+)
 @pytest.mark.parametrize("bench", [BENCH_ATARI, BENCH_SCALE], ids=["atari", "scale"])
 def test_bench_output_file_is_checked_before_measuring(tmp_path, capsys, monkeypatch, bench, where, phrase):
     """A bad ``lpg bench ... --out FILE`` fails in validation (nothing measured, nothing written)."""
@@ -404,7 +453,11 @@ def test_bench_output_file_is_checked_before_measuring(tmp_path, capsys, monkeyp
     blocker.write_text("x")
     folder = tmp_path / "folder"
     folder.mkdir()
-    out = {"a folder": folder, "under a file": blocker / "sub" / "bench.json", "under /proc": Path(PROC_OUT) / "bench.json"}[where]
+    out = {
+        "a folder": folder,
+        "under a file": blocker / "sub" / "bench.json",
+        "under /proc": Path(PROC_OUT) / "bench.json",
+    }[where]
     before = snapshot(tmp_path)
     assert main([*bench, "--out", str(out)]) == 2
     captured = capsys.readouterr()
@@ -460,10 +513,19 @@ def test_run_dir_prepare_removes_only_the_folders_it_made(tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["train", "catch", "--stepz", "100"], "Unrecognized options: --stepz, 100; did you mean --steps? (see `lpg train --help`)"),
+        (
+            ["train", "catch", "--stepz", "100"],
+            "Unrecognized options: --stepz, 100; did you mean --steps? (see `lpg train --help`)",
+        ),
         (["discover", "online", "catch", "--stepz", "3"], "did you mean --steps? (see `lpg discover online --help`)"),
-        (["bench", "atari", "--gam", "Pong"], "Unrecognized options: --gam, Pong; did you mean --game? (see `lpg bench atari --help`)"),
-        (["train", "catch", "--steps", "abc"], "Error parsing --steps: no type matching {None}|INT could be instantiated from ['abc'] (see"),
+        (
+            ["bench", "atari", "--gam", "Pong"],
+            "Unrecognized options: --gam, Pong; did you mean --game? (see `lpg bench atari --help`)",
+        ),
+        (
+            ["train", "catch", "--steps", "abc"],
+            "Error parsing --steps: no type matching {None}|INT could be instantiated from ['abc'] (see",
+        ),
         (["train"], "Missing from lpg train: ENV Environment name"),
         (["discover"], "Expected one of {online, offline} (see `lpg discover --help`)"),
         (["nosuch"], "Unrecognized options: nosuch (see `lpg --help`)"),

@@ -53,7 +53,10 @@ class YHeadObjective(Objective):
     def init(self, key: chex.PRNGKey):
         k1, k2 = jax.random.split(key)
         return {
-            "net": {"w": jax.random.normal(k1, (self.config.width, self.config.y_size)), "b": jnp.zeros((self.config.y_size,))},
+            "net": {
+                "w": jax.random.normal(k1, (self.config.width, self.config.y_size)),
+                "b": jnp.zeros((self.config.y_size,)),
+            },
             "scale": jnp.asarray(0.01, jnp.float32),
             "steps": jnp.asarray(7, jnp.int32),
             "mix": jax.random.uniform(k2, self.config.hidden),
@@ -67,7 +70,9 @@ class YHeadObjective(Objective):
 
 
 if YHeadObjective.name not in dict(objectives.list_objectives()):
-    objectives.register(YHeadObjective.name, lambda **o: YHeadObjective(replace_config(YHeadConfig(), **o)), YHeadObjective.description)
+    objectives.register(
+        YHeadObjective.name, lambda **o: YHeadObjective(replace_config(YHeadConfig(), **o)), YHeadObjective.description
+    )
 
 
 def assert_trees_equal(a, b):
@@ -155,7 +160,10 @@ def test_missing_checkpoint(tmp_path):
 
 
 def _data_files(path):
-    return sorted((p for p in (path / "state").rglob("*") if p.is_file() and p.stat().st_size > 0), key=lambda p: -p.stat().st_size)
+    return sorted(
+        (p for p in (path / "state").rglob("*") if p.is_file() and p.stat().st_size > 0),
+        key=lambda p: -p.stat().st_size,
+    )
 
 
 def test_truncated_data_file(saved):
@@ -305,7 +313,9 @@ def make_state(offset: float = 0.0) -> FakeLearner:
     opt_state = opt.init(params)
     grads = jax.tree.map(jnp.ones_like, params)
     _, opt_state = opt.update(grads, opt_state, params)
-    return FakeLearner(params, opt_state, jax.random.split(jax.random.PRNGKey(int(offset)), 3), jnp.asarray(int(offset), jnp.int32))
+    return FakeLearner(
+        params, opt_state, jax.random.split(jax.random.PRNGKey(int(offset)), 3), jnp.asarray(int(offset), jnp.int32)
+    )
 
 
 def test_training_state_round_trip(tmp_path):

@@ -45,7 +45,9 @@ def test_objectives_lists_a2c_and_vtrace(capsys):
 
 def test_train_writes_every_promised_output(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "catch", "--objective", "a2c", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"])
+    code = main(
+        ["train", "catch", "--objective", "a2c", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     for key in ["env", "objective", "steps", "seed", "final_return", "wall_s", "steps_per_s"]:
@@ -60,7 +62,9 @@ def test_train_writes_every_promised_output(tmp_path, capsys):
     # The same run again into the same folder continues it with --resume (here: already finished) ...
     assert main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress"]) == 2
     assert "add --resume" in capsys.readouterr().err
-    assert main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert (
+        main(["train", "catch", "--steps", "3000", "--seed", "3", "--out", str(out), "--no-progress", "--resume"]) == 0
+    )
     assert json.loads((out / "summary.json").read_text())["final_return"] == summary["final_return"]
     # ... a different run into it is not.
     assert main(["train", "catch", "--steps", "3000", "--seed", "4", "--out", str(out), "--no-progress"]) == 2

@@ -25,7 +25,11 @@ BUILTIN_OBJECTIVES = ("a2c", "vtrace", "mgrl", "mgrl_per_state_gamma", "self_tun
 
 
 def _numeric_fields(config) -> list[str]:
-    return [f.name for f in dataclasses.fields(config) if isinstance(getattr(config, f.name), (int, float)) and not isinstance(getattr(config, f.name), bool)]
+    return [
+        f.name
+        for f in dataclasses.fields(config)
+        if isinstance(getattr(config, f.name), (int, float)) and not isinstance(getattr(config, f.name), bool)
+    ]
 
 
 # --------------------------------------------------------------------------- objective configs
@@ -65,12 +69,24 @@ def test_every_numeric_field_of_every_objective_is_range_checked(name):
         ("mgrl", {"gamma": 1.0}, "objective mgrl: gamma must be in (0, 1), got 1.0"),
         ("mgrl", {"td_lambda": 0.0}, "objective mgrl: td_lambda must be in (0, 1), got 0.0"),
         ("mgrl", {"entropy_weight": -1.0}, "objective mgrl: entropy_weight must be >= 0, got -1.0"),
-        ("mgrl_per_state_gamma", {"num_states": 0}, "objective mgrl_per_state_gamma: num_states must be an integer >= 1, got 0"),
-        ("mgrl_per_state_gamma", {"gamma_init": 1.0}, "objective mgrl_per_state_gamma: gamma_init must be in (0, 1), got 1.0"),
+        (
+            "mgrl_per_state_gamma",
+            {"num_states": 0},
+            "objective mgrl_per_state_gamma: num_states must be an integer >= 1, got 0",
+        ),
+        (
+            "mgrl_per_state_gamma",
+            {"gamma_init": 1.0},
+            "objective mgrl_per_state_gamma: gamma_init must be in (0, 1), got 1.0",
+        ),
         ("self_tuning", {"gamma_scale": 1.5}, "objective self_tuning: gamma_scale must be in (0, 1], got 1.5"),
         ("self_tuning", {"value_weight_scale": 0.0}, "objective self_tuning: value_weight_scale must be > 0, got 0.0"),
         ("self_tuning", {"rho_bar": 0.0}, "objective self_tuning: rho_bar must be > 0, got 0.0"),
-        ("self_tuning", {"entropy_weight": 0.05}, "objective self_tuning: initial entropy_weight must be in (0, 0.02), got 0.05"),
+        (
+            "self_tuning",
+            {"entropy_weight": 0.05},
+            "objective self_tuning: initial entropy_weight must be in (0, 0.02), got 0.05",
+        ),
         ("self_tuning", {"base": "ppo"}, "objective self_tuning: base must be a2c or vtrace, got 'ppo'"),
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else None,
@@ -106,11 +122,25 @@ def test_configs_are_checked_however_they_are_built():
 def test_range_membership_and_wording():
     assert 0.0 in UNIT and 1.0 in UNIT and 1 in UNIT and 1.0001 not in UNIT
     assert 0.0 not in OPEN_UNIT and 0.5 in OPEN_UNIT and 1.0 not in OPEN_UNIT
-    assert 0.0 in NON_NEGATIVE and -1e-9 not in NON_NEGATIVE and math.inf not in NON_NEGATIVE and math.nan not in NON_NEGATIVE
+    assert (
+        0.0 in NON_NEGATIVE
+        and -1e-9 not in NON_NEGATIVE
+        and math.inf not in NON_NEGATIVE
+        and math.nan not in NON_NEGATIVE
+    )
     assert 0.0 not in POSITIVE and 1e-12 in POSITIVE
     assert 1 in POSITIVE_INT and 0 not in POSITIVE_INT and 2.0 not in POSITIVE_INT and True not in POSITIVE_INT
-    assert [str(r) for r in (UNIT, OPEN_UNIT, NON_NEGATIVE, POSITIVE, POSITIVE_INT)] == ["in [0, 1]", "in (0, 1)", ">= 0", "> 0", "an integer >= 1"]
-    assert str(Range(0.0, 0.02, open_low=True, open_high=True)) == "in (0, 0.02)" and str(Range(-1, integer=True)) == "an integer >= -1"
+    assert [str(r) for r in (UNIT, OPEN_UNIT, NON_NEGATIVE, POSITIVE, POSITIVE_INT)] == [
+        "in [0, 1]",
+        "in (0, 1)",
+        ">= 0",
+        "> 0",
+        "an integer >= 1",
+    ]
+    assert (
+        str(Range(0.0, 0.02, open_low=True, open_high=True)) == "in (0, 0.02)"
+        and str(Range(-1, integer=True)) == "an integer >= -1"
+    )
 
 
 # --------------------------------------------------------------------------- network configs
@@ -133,7 +163,9 @@ def test_invalid_network_config_is_refused_by_the_agent_factory(config, message)
 
 def test_head_hidden_zero_means_the_torsos_default_as_the_help_says(capsys):
     """0 gives linear heads, except on snake_conv (30, Bonnet et al.); other widths are used as given."""
-    assert make_agent(envs.make_spec("catch"), NetworkConfig(hidden_sizes=())).network.head_hidden == 0  # () = no hidden layer
+    assert (
+        make_agent(envs.make_spec("catch"), NetworkConfig(hidden_sizes=())).network.head_hidden == 0
+    )  # () = no hidden layer
     assert make_agent(envs.make_spec("snake"), NetworkConfig()).network.head_hidden == 30
     assert make_agent(envs.make_spec("snake"), NetworkConfig(head_hidden=7)).network.head_hidden == 7
     with pytest.raises(SystemExit):
@@ -151,16 +183,28 @@ def test_head_hidden_zero_means_the_torsos_default_as_the_help_says(capsys):
     [
         ([*TRAIN, "--objective-config", "gamma=2"], "objective a2c: gamma must be in [0, 1], got 2.0"),
         ([*TRAIN, "--objective-config", "td_lambda=-1"], "objective a2c: td_lambda must be in [0, 1], got -1.0"),
-        ([*TRAIN, "--objective", "vtrace", "--objective-config", "rho_bar=0"], "objective vtrace: rho_bar must be > 0, got 0.0"),
-        ([*OFFLINE, "--objective-config", "hidden_size=0"], "objective lpg: hidden_size must be an integer >= 1, got 0"),
+        (
+            [*TRAIN, "--objective", "vtrace", "--objective-config", "rho_bar=0"],
+            "objective vtrace: rho_bar must be > 0, got 0.0",
+        ),
+        (
+            [*OFFLINE, "--objective-config", "hidden_size=0"],
+            "objective lpg: hidden_size must be an integer >= 1, got 0",
+        ),
         ([*OFFLINE, "--objective-config", "y_size=0"], "objective lpg: y_size must be an integer >= 1, got 0"),
         ([*OFFLINE, "--objective-config", "gamma=1.5"], "objective lpg: gamma must be in [0, 1], got 1.5"),
         ([*EVALUATE, "--objective-config", "alpha_y=-1"], "objective lpg: alpha_y must be >= 0, got -1.0"),
         ([*TRAIN, "--network.hidden-sizes", "0"], "network: each hidden size must be an integer >= 1, got 0"),
         ([*TRAIN, "--network.head-hidden", "-1"], "network: head_hidden must be an integer >= 0, got -1"),
-        (["train", "atari/Pong", "--frames", "100", "--network.hidden-sizes", "0"], "network: each hidden size must be an integer >= 1"),
+        (
+            ["train", "atari/Pong", "--frames", "100", "--network.hidden-sizes", "0"],
+            "network: each hidden size must be an integer >= 1",
+        ),
         ([*ONLINE, "--network.hidden-sizes", "32", "-4"], "network: each hidden size must be an integer >= 1, got -4"),
-        ([*ONLINE, "--objective", "frod"], "unknown online objective 'frod'; did you mean 'frodo'? choose mgrl, self_tuning or frodo"),
+        (
+            [*ONLINE, "--objective", "frod"],
+            "unknown online objective 'frod'; did you mean 'frodo'? choose mgrl, self_tuning or frodo",
+        ),
     ],
     ids=lambda v: " ".join(v[-2:]) if isinstance(v, list) else None,
 )
@@ -173,15 +217,27 @@ def test_bad_config_on_the_command_line(tmp_path, capsys, args, phrase):
     [
         (["envs", "--kind", "foo"], "unknown environment kind 'foo'; choose atari or toy"),
         (["envs", "--kind", "tyo"], "unknown environment kind 'tyo'; did you mean 'toy'? choose atari or toy"),
-        (["bench", "atari", "--game", "Png"], "unknown Atari game 'Png'; did you mean 'Pong'? Atari-57 games: see `lpg envs --kind atari`"),
+        (
+            ["bench", "atari", "--game", "Png"],
+            "unknown Atari game 'Png'; did you mean 'Pong'? Atari-57 games: see `lpg envs --kind atari`",
+        ),
         (
             ["bench", "envs", "--envs", "atari/Pong", "--num-steps", "100"],
             "lpg bench envs measures toy environments; atari/Pong is an Atari game: use `lpg bench atari --game Pong`",
         ),
-        (["bench", "envs", "--envs", "catch,atari/Breakout"], "atari/Breakout is an Atari game: use `lpg bench atari --game Breakout`"),
+        (
+            ["bench", "envs", "--envs", "catch,atari/Breakout"],
+            "atari/Breakout is an Atari game: use `lpg bench atari --game Breakout`",
+        ),
         (["bench", "online", "--envs", "cach"], "unknown environment 'cach'; did you mean 'catch'?"),
-        (["bench", "online", "--envs", "catch,atari/Pong"], "lpg bench online measures toy environments; atari/Pong is an Atari game"),
-        (["bench", "scale", "--env", "atari/Pong"], "lpg bench scale measures toy environments; atari/Pong is an Atari game"),
+        (
+            ["bench", "online", "--envs", "catch,atari/Pong"],
+            "lpg bench online measures toy environments; atari/Pong is an Atari game",
+        ),
+        (
+            ["bench", "scale", "--env", "atari/Pong"],
+            "lpg bench scale measures toy environments; atari/Pong is an Atari game",
+        ),
     ],
     ids=lambda v: " ".join(v[:4]) if isinstance(v, list) else None,
 )

@@ -12,8 +12,26 @@ from lpg.checkpoint import load_objective
 from lpg.cli import main
 
 TOY = [
-    "--envs", "chain/short", "--meta-steps", "4", "--num-lifetimes", "2", "--num-envs", "4", "--unroll-length", "10",
-    "--lifetime-updates", "6", "--inner-updates", "2", "--eval-every", "2", "--eval-updates", "3", "--eval-seeds", "1",
+    "--envs",
+    "chain/short",
+    "--meta-steps",
+    "4",
+    "--num-lifetimes",
+    "2",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "10",
+    "--lifetime-updates",
+    "6",
+    "--inner-updates",
+    "2",
+    "--eval-every",
+    "2",
+    "--eval-updates",
+    "3",
+    "--eval-seeds",
+    "1",
     "--no-progress",
 ]
 

@@ -29,12 +29,44 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240  # a hung collective fails the test instead of blocking CI
 
 # One tiny offline set-up, as OfflineConfig fields and as `lpg discover offline` flags.
-GRAD = {"envs": ("chain/short",), "method": "grad", "num_lifetimes": 4, "num_envs": 4, "unroll_length": 10, "lifetime_updates": 6, "inner_updates": 2}
+GRAD = {
+    "envs": ("chain/short",),
+    "method": "grad",
+    "num_lifetimes": 4,
+    "num_envs": 4,
+    "unroll_length": 10,
+    "lifetime_updates": 6,
+    "inner_updates": 2,
+}
 META_STEPS = 3
 CLI_ARGS = [
-    "discover", "offline", "--method", "grad", "--envs", "chain/short", "--meta-steps", str(META_STEPS), "--num-lifetimes", "4",
-    "--num-envs", "4", "--unroll-length", "10", "--lifetime-updates", "6", "--inner-updates", "2", "--eval-every", "0",
-    "--eval-updates", "2", "--eval-seeds", "1", "--checkpoint-every", "2", "--no-progress",
+    "discover",
+    "offline",
+    "--method",
+    "grad",
+    "--envs",
+    "chain/short",
+    "--meta-steps",
+    str(META_STEPS),
+    "--num-lifetimes",
+    "4",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "10",
+    "--lifetime-updates",
+    "6",
+    "--inner-updates",
+    "2",
+    "--eval-every",
+    "0",
+    "--eval-updates",
+    "2",
+    "--eval-seeds",
+    "1",
+    "--checkpoint-every",
+    "2",
+    "--no-progress",
 ]
 TRAIN = {"env": "chain/short", "num_envs": 8, "unroll_length": 5, "updates": 4, "seeds": 2}
 
@@ -156,7 +188,9 @@ def _result(proc: subprocess.Popen) -> dict:
         texts.append(f.read())
         f.close()
     stdout, stderr = texts
-    assert proc.returncode == 0, f"exit {proc.returncode} (-9: killed after {TIMEOUT_S}s); stderr tail:\n{stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode} (-9: killed after {TIMEOUT_S}s); stderr tail:\n{stderr[-3000:]}"
+    )
     return json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[len("RESULT ") :])
 
 
@@ -201,7 +235,11 @@ def test_two_process_discovery_equals_one_process(tmp_path):
     out = tmp_path / "run"
     address = f"localhost:{_free_port()}"
     procs = [
-        _start(PROCESS_SCRIPT, _env(2, LPG_COORDINATOR_ADDRESS=address, LPG_NUM_PROCESSES="2", LPG_PROCESS_ID=str(i)), json.dumps([*CLI_ARGS, "--out", str(out)]))
+        _start(
+            PROCESS_SCRIPT,
+            _env(2, LPG_COORDINATOR_ADDRESS=address, LPG_NUM_PROCESSES="2", LPG_PROCESS_ID=str(i)),
+            json.dumps([*CLI_ARGS, "--out", str(out)]),
+        )
         for i in range(2)
     ]
     try:
@@ -233,9 +271,18 @@ def test_two_process_discovery_equals_one_process(tmp_path):
         ({"LPG_COORDINATOR_ADDRESS": "localhost:1234"}, "missing LPG_NUM_PROCESSES, LPG_PROCESS_ID"),
         ({"LPG_COORDINATOR_ADDRESS": "localhost", "LPG_NUM_PROCESSES": "2", "LPG_PROCESS_ID": "0"}, "HOST:PORT"),
         ({"LPG_COORDINATOR_ADDRESS": "localhost:99999", "LPG_NUM_PROCESSES": "2", "LPG_PROCESS_ID": "0"}, "HOST:PORT"),
-        ({"LPG_COORDINATOR_ADDRESS": "localhost:1234", "LPG_NUM_PROCESSES": "two", "LPG_PROCESS_ID": "0"}, "must be an integer"),
-        ({"LPG_COORDINATOR_ADDRESS": "localhost:1234", "LPG_NUM_PROCESSES": "0", "LPG_PROCESS_ID": "0"}, "must be >= 1"),
-        ({"LPG_COORDINATOR_ADDRESS": "localhost:1234", "LPG_NUM_PROCESSES": "2", "LPG_PROCESS_ID": "2"}, "must be in [0, 1]"),
+        (
+            {"LPG_COORDINATOR_ADDRESS": "localhost:1234", "LPG_NUM_PROCESSES": "two", "LPG_PROCESS_ID": "0"},
+            "must be an integer",
+        ),
+        (
+            {"LPG_COORDINATOR_ADDRESS": "localhost:1234", "LPG_NUM_PROCESSES": "0", "LPG_PROCESS_ID": "0"},
+            "must be >= 1",
+        ),
+        (
+            {"LPG_COORDINATOR_ADDRESS": "localhost:1234", "LPG_NUM_PROCESSES": "2", "LPG_PROCESS_ID": "2"},
+            "must be in [0, 1]",
+        ),
     ],
 )
 def test_bad_multi_process_variables_are_one_line_errors(monkeypatch, tmp_path, capsys, env, words):

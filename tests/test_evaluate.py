@@ -18,7 +18,15 @@ from tests.test_checkpoint import YHeadObjective  # noqa: F401  (registers "test
 ENV = "chain/short"
 STEPS = 3000  # 5 updates of the chain preset (32 envs x 20 steps)
 SEEDS = 2
-KEYS = ("return", "a2c_return", "random_return", "a2c_normalised", "return_per_seed", "a2c_return_per_seed", "random_return_per_seed")
+KEYS = (
+    "return",
+    "a2c_return",
+    "random_return",
+    "a2c_normalised",
+    "return_per_seed",
+    "a2c_return_per_seed",
+    "random_return_per_seed",
+)
 
 # A2C and random baselines shared by the tests of this module (same env, steps, seeds and seed).
 BASELINES: dict = {}
@@ -32,7 +40,9 @@ def a2c_checkpoint(tmp_path_factory):
 
 def test_a2c_against_itself_scores_exactly_one_and_writes_the_run(a2c_checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
-    options = EvaluateOptions(str(a2c_checkpoint), envs=ENV, steps=STEPS, seeds=SEEDS, seed=0, out=str(out), progress=False)
+    options = EvaluateOptions(
+        str(a2c_checkpoint), envs=ENV, steps=STEPS, seeds=SEEDS, seed=0, out=str(out), progress=False
+    )
     summary = run_evaluate(options, baseline_cache=BASELINES)
     result = summary["results"][ENV]
     assert set(KEYS) <= set(result)
@@ -57,11 +67,20 @@ def test_frozen_objective_with_y_head_on_toy_chain():
     eta = objective.init(jax.random.PRNGKey(1))
     cache: dict = {}
     first_calls: list[int] = []
-    evaluate_objective(objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: first_calls.append(n), baseline_cache=cache)
+    evaluate_objective(
+        objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: first_calls.append(n), baseline_cache=cache
+    )
     assert sum(first_calls) == 2 * SEEDS * 3200  # fresh cache: the objective and the A2C baseline trained
     progress_calls = []
     evaluation = evaluate_objective(
-        objective, eta, [ENV], STEPS, SEEDS, seed=0, progress=lambda n, s: progress_calls.append(n), baseline_cache=cache
+        objective,
+        eta,
+        [ENV],
+        STEPS,
+        SEEDS,
+        seed=0,
+        progress=lambda n, s: progress_calls.append(n),
+        baseline_cache=cache,
     )
     result = evaluation["results"][ENV]
     assert set(KEYS) <= set(result)
@@ -107,7 +126,9 @@ def test_lpg_evaluate_uses_the_agent_setup_recorded_in_the_checkpoint(tmp_path):
     assert (config.num_envs, config.unroll_length, config.optimizer.learning_rate) == (16, 50, 0.03)
     assert checkpoint_train_config({"envs": ["catch"]}) is None
     summary = run_evaluate(
-        EvaluateOptions("checkpoints/lpg-toy-v1", envs="chain/short", steps=1600, seeds=1, out=str(tmp_path / "e"), progress=False)
+        EvaluateOptions(
+            "checkpoints/lpg-toy-v1", envs="chain/short", steps=1600, seeds=1, out=str(tmp_path / "e"), progress=False
+        )
     )
     assert summary["agent_setup"] == "checkpoint" and summary["train_config"].num_envs == 16
     assert summary["results"]["chain/short"]["num_updates"] == 2  # 1600 steps / (16 envs x 50 steps)
@@ -119,16 +140,29 @@ def test_agent_overrides_reach_the_agents_and_the_a2c_baseline(a2c_checkpoint, t
     from training.train import TrainOptions, train
 
     flags = {"num_envs": 8, "unroll_length": 10, "learning_rate": 3e-3, "optimizer": "rmsprop"}
-    options = EvaluateOptions(str(a2c_checkpoint), envs=ENV, steps=800, seeds=SEEDS, out=str(tmp_path / "eval"), progress=False, **flags)
+    options = EvaluateOptions(
+        str(a2c_checkpoint), envs=ENV, steps=800, seeds=SEEDS, out=str(tmp_path / "eval"), progress=False, **flags
+    )
     summary = run_evaluate(options, baseline_cache=BASELINES, show_table=False)
     result = summary["results"][ENV]
     assert result["steps"] == 800 and result["num_updates"] == 10  # 800 steps / (8 envs x 10 steps)
     config = summary["train_configs"][ENV]
-    assert (config.num_envs, config.unroll_length, config.optimizer.learning_rate, config.optimizer.name) == (8, 10, 3e-3, "rmsprop")
+    assert (config.num_envs, config.unroll_length, config.optimizer.learning_rate, config.optimizer.name) == (
+        8,
+        10,
+        3e-3,
+        "rmsprop",
+    )
     assert summary["agent_overrides"] == flags
-    assert result["a2c_return_per_seed"] == result["return_per_seed"]  # the baseline used the same set-up (not a cached default one)
+    assert (
+        result["a2c_return_per_seed"] == result["return_per_seed"]
+    )  # the baseline used the same set-up (not a cached default one)
 
-    trained = train(TrainOptions(ENV, objective="a2c", steps=800, num_seeds=SEEDS, out=str(tmp_path / "train"), progress=False, **flags))
+    trained = train(
+        TrainOptions(
+            ENV, objective="a2c", steps=800, num_seeds=SEEDS, out=str(tmp_path / "train"), progress=False, **flags
+        )
+    )
     assert trained["final_return_per_seed"] == result["return_per_seed"]
 
 

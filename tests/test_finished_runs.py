@@ -41,7 +41,17 @@ def test_a_finished_run_is_refused_without_resume_and_reused_with_it(command, tm
 
 
 def test_an_experiment_is_not_repeated_into_its_own_results(tmp_path, capsys):
-    args = ["experiment", "mrp-gamma", "--steps", "2", "--monte-carlo", "1", "--out", str(tmp_path / "exp"), "--no-progress"]
+    args = [
+        "experiment",
+        "mrp-gamma",
+        "--steps",
+        "2",
+        "--monte-carlo",
+        "1",
+        "--out",
+        str(tmp_path / "exp"),
+        "--no-progress",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     before = files(tmp_path / "exp")
@@ -51,4 +61,6 @@ def test_an_experiment_is_not_repeated_into_its_own_results(tmp_path, capsys):
     assert files(tmp_path / "exp") == before
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / "config.json").write_text((tmp_path / "exp" / "config.json").read_text())
-    assert main([*args[:-3], "--out", str(tmp_path / "fresh"), "--no-progress"]) == 0  # only a config.json (stopped at start): runs
+    assert (
+        main([*args[:-3], "--out", str(tmp_path / "fresh"), "--no-progress"]) == 0
+    )  # only a config.json (stopped at start): runs

@@ -25,8 +25,24 @@ from training.longrun import SKIP_KEY, LongRun, guarded_apply
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_TOY = [
-    "--envs", "chain/short", "--num-lifetimes", "2", "--num-envs", "4", "--unroll-length", "10",
-    "--lifetime-updates", "6", "--inner-updates", "2", "--eval-every", "0", "--eval-updates", "3", "--eval-seeds", "1",
+    "--envs",
+    "chain/short",
+    "--num-lifetimes",
+    "2",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "10",
+    "--lifetime-updates",
+    "6",
+    "--inner-updates",
+    "2",
+    "--eval-every",
+    "0",
+    "--eval-updates",
+    "3",
+    "--eval-seeds",
+    "1",
     "--no-progress",
 ]
 
@@ -51,8 +67,11 @@ def _assert_trees_equal(a: list[np.ndarray], b: list[np.ndarray]) -> None:
 
 def test_guarded_apply_keeps_the_old_value_on_a_non_finite_gradient():
     new, old = {"w": jnp.ones(3)}, {"w": jnp.zeros(3)}
-    for grad, expected, skipped in (({"g": jnp.ones(2)}, new, 0.0), ({"g": jnp.array([1.0, jnp.nan])}, old, 1.0),
-                                    ({"g": jnp.array([jnp.inf, 1.0])}, old, 1.0)):
+    for grad, expected, skipped in (
+        ({"g": jnp.ones(2)}, new, 0.0),
+        ({"g": jnp.array([1.0, jnp.nan])}, old, 1.0),
+        ({"g": jnp.array([jnp.inf, 1.0])}, old, 1.0),
+    ):
         for fn in (guarded_apply, jax.jit(guarded_apply)):
             value, flag = fn(grad, new, old)
             np.testing.assert_array_equal(value["w"], expected["w"])
@@ -110,17 +129,34 @@ def test_offline_nan_meta_gradient_is_skipped_counted_and_the_objective_stays_fi
     assert main(["discover", "offline", "--method", "grad", "--meta-steps", "4", "--out", str(out), *OFFLINE_TOY]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nonfinite_skips"] == 1 and summary["meta_steps"] == 4
-    rows = {row["step"]: row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "meta_loss" in row}
+    rows = {
+        row["step"]: row
+        for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        if "meta_loss" in row
+    }
     assert [rows[s][SKIP_KEY] for s in (1, 2, 3, 4)] == [0.0, 0.0, 1.0, 0.0]
     assert rows[4]["nonfinite_skips_total"] == 1
     _, eta, _ = load_objective(out / "objective")
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
 
 
-def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_last_good_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
     _inject_nan_meta_gradient(monkeypatch, from_step=2, to_step=10**6)
     out = tmp_path / "run"
-    args = ["discover", "offline", "--method", "grad", "--meta-steps", "8", "--checkpoint-every", "1", "--max-nonfinite-skips", "2"]
+    args = [
+        "discover",
+        "offline",
+        "--method",
+        "grad",
+        "--meta-steps",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--max-nonfinite-skips",
+        "2",
+    ]
     assert main([*args, "--out", str(out), *OFFLINE_TOY]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2 consecutive updates had non-finite" in err[0] and "last good checkpoint" in err[0]
@@ -131,14 +167,18 @@ def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_l
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evaluation(tmp_path, monkeypatch, capsys, signum):
+def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evaluation(
+    tmp_path, monkeypatch, capsys, signum
+):
     import training.offline as offline
     from training.offline import OfflineTrainer
 
     original_evaluate = offline.evaluate
     calls = []
 
-    def interrupted_once(*args, **kwargs):  # a signal while the final evaluation runs (the only evaluation: --eval-every 0)
+    def interrupted_once(
+        *args, **kwargs
+    ):  # a signal while the final evaluation runs (the only evaluation: --eval-every 0)
         calls.append(1)
         if len(calls) == 1:
             os.kill(os.getpid(), signum)
@@ -151,7 +191,11 @@ def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evalu
     args = ["discover", "offline", "--method", "grad", "--meta-steps", "3", "--out", str(out), *OFFLINE_TOY]
     assert main(args) == 128 + signum
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"stopped by {signal.Signals(signum).name} during the final evaluation; all 3 meta-steps are saved" in err[0]
+    assert (
+        len(err) == 1
+        and f"stopped by {signal.Signals(signum).name} during the final evaluation; all 3 meta-steps are saved"
+        in err[0]
+    )
     assert "--resume" in err[0]
     assert latest_training_step(out / "training_state") == 3 and not (out / "summary.json").exists()
     _, eta_before, metadata = load_objective(out / "objective")
@@ -201,14 +245,18 @@ def test_offline_killed_at_a_random_moment_and_resumed_equals_an_uninterrupted_r
     assert main([*args, "--out", str(whole)]) == 0
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(_cli(*args, "--out", str(killed)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(*args, "--out", str(killed)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for_checkpoint(proc, killed / "training_state")
     time.sleep(random.Random(os.getpid()).uniform(0.0, 0.6))  # a random moment: mid-step, mid-save, ...
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; lengthen it"
 
-    resumed = subprocess.run(_cli(*args, "--out", str(killed), "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _cli(*args, "--out", str(killed), "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _, eta_whole, _ = load_objective(whole / "objective")
     _, eta_killed, _ = load_objective(killed / "objective")
@@ -225,7 +273,9 @@ def test_train_stopped_by_sigterm_saves_and_resumes_to_the_uninterrupted_result(
     assert main([*args, "--out", str(whole)]) == 0
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(_cli(*args, "--out", str(stopped)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(*args, "--out", str(stopped)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for_checkpoint(proc, stopped / "training_state")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -247,7 +297,9 @@ def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_p
     from training.meta_gradient import MetaGradientTrainer
     from training.online import discover_online
 
-    kwargs = dict(steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=2, network=NetworkConfig(hidden_sizes=(16,)))
+    kwargs = dict(
+        steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=2, network=NetworkConfig(hidden_sizes=(16,))
+    )
     whole = discover_online("catch", "self_tuning", out=str(tmp_path / "whole"), **kwargs)
 
     original, calls = MetaGradientTrainer.run_seeds, [0]
@@ -266,11 +318,24 @@ def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_p
     assert split["resumed_at_update"] == 3
     assert whole["final_meta_parameters"] == split["final_meta_parameters"]
     assert whole["final_return"] == split["final_return"]
-    _assert_trees_equal(_checkpoint_arrays(tmp_path / "whole" / "training_state"), _checkpoint_arrays(tmp_path / "split" / "training_state"))
+    _assert_trees_equal(
+        _checkpoint_arrays(tmp_path / "whole" / "training_state"),
+        _checkpoint_arrays(tmp_path / "split" / "training_state"),
+    )
 
 
 def test_rerunning_into_a_run_with_checkpoints_needs_resume(tmp_path, capsys):
-    args = ["train", "chain/short", "--steps", "2000", "--checkpoint-interval-s", "0", "--no-progress", "--out", str(tmp_path / "r")]
+    args = [
+        "train",
+        "chain/short",
+        "--steps",
+        "2000",
+        "--checkpoint-interval-s",
+        "0",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     assert main(args) == 0
     before = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert main(args) == 2
@@ -282,15 +347,29 @@ def test_rerunning_into_a_run_with_checkpoints_needs_resume(tmp_path, capsys):
 
 def test_evaluate_stopped_by_sigint_resumes_without_retraining_finished_environments(tmp_path):
     shipped = ROOT / "checkpoints" / "lpg-toy-v1"
-    args = ["evaluate", str(shipped), "--envs", "chain/short,catch", "--steps", "12000", "--seeds", "1", "--no-progress"]
+    args = [
+        "evaluate",
+        str(shipped),
+        "--envs",
+        "chain/short,catch",
+        "--steps",
+        "12000",
+        "--seeds",
+        "1",
+        "--no-progress",
+    ]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert main([*args, "--out", str(whole)]) == 0
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(_cli(*args, "--out", str(stopped)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(*args, "--out", str(stopped)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     while not (stopped / "partial_results.json").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the evaluation ended before its first environment was saved"
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            "the evaluation ended before its first environment was saved"
+        )
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-
 import objectives
 from lpg.types import AgentOutput, Rollout, empty_like_y
 from objectives import losses
@@ -157,9 +156,7 @@ def test_vtrace_matches_reference(lam, rho_bar, pg_rho_bar, c_bar, use_jit):
     fn = jax.jit(fn) if use_jit else fn
     vs, adv = fn(v_tm1, v_t, r, d, rho)
     big = 1e9
-    ref_vs, ref_adv = ref_vtrace(
-        v_tm1, v_t, r, d, rho, lam, rho_bar or big, pg_rho_bar or big, c_bar or big
-    )
+    ref_vs, ref_adv = ref_vtrace(v_tm1, v_t, r, d, rho, lam, rho_bar or big, pg_rho_bar or big, c_bar or big)
     np.testing.assert_allclose(vs, ref_vs, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(adv, ref_adv, rtol=1e-5, atol=1e-5)
 

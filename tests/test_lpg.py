@@ -116,7 +116,9 @@ def test_agent_loss_gradient_matches_finite_differences(lpg_objective):
             plus, minus = table.copy(), table.copy()
             plus[i, j] += eps
             minus[i, j] -= eps
-            fd = (float(loss_fixed_targets(jnp.asarray(plus))) - float(loss_fixed_targets(jnp.asarray(minus)))) / (2 * eps)
+            fd = (float(loss_fixed_targets(jnp.asarray(plus))) - float(loss_fixed_targets(jnp.asarray(minus)))) / (
+                2 * eps
+            )
             assert abs(fd - float(grad[i, j])) < 1e-7, (i, j, fd, float(grad[i, j]))
 
         # And the loss is differentiable in eta: grad_eta matches FD along a random direction.
@@ -125,7 +127,9 @@ def test_agent_loss_gradient_matches_finite_differences(lpg_objective):
         direction = direction / jnp.linalg.norm(direction)
 
         def loss_eta(f):
-            return objective.agent_loss_with(unravel(f), rollout, _tabular_apply(params, rollout.observation), alpha_y)[0]
+            return objective.agent_loss_with(unravel(f), rollout, _tabular_apply(params, rollout.observation), alpha_y)[
+                0
+            ]
 
         loss_eta = jax.jit(loss_eta)
         analytic = float(jnp.dot(jax.jit(jax.grad(loss_eta))(flat), direction))

@@ -55,12 +55,16 @@ def _setup(optimizer: str, config: MetaGradConfig):
     env = TwoState()
     agent = make_agent(env.spec)
     objective = objectives.make("mgrl", gamma=0.8, td_lambda=0.7, value_weight=0.5, entropy_weight=0.05)
-    trainer = ActorCriticTrainer.create(env, agent, objective, TrainConfig(B, T, OptimizerConfig(optimizer, LR if optimizer == "sgd" else 0.1)))
+    trainer = ActorCriticTrainer.create(
+        env, agent, objective, TrainConfig(B, T, OptimizerConfig(optimizer, LR if optimizer == "sgd" else 0.1))
+    )
     outer = A2C(A2CConfig(gamma=0.9, td_lambda=1.0, value_weight=0.5, entropy_weight=0.0))
     mt = MetaGradientTrainer.create(trainer, outer, config)
     state = mt.init(jax.random.PRNGKey(3))
     to64 = lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x
-    state = state.replace(opt_state=jax.tree.map(to64, state.opt_state), meta_opt_state=jax.tree.map(to64, state.meta_opt_state))
+    state = state.replace(
+        opt_state=jax.tree.map(to64, state.opt_state), meta_opt_state=jax.tree.map(to64, state.meta_opt_state)
+    )
     table = jax.random.normal(jax.random.PRNGKey(7), state.params["params"]["table"].shape, jnp.float64)
     state = state.replace(params={"params": {"table": table}})
     state = state.replace(eta={"gamma_logit": jnp.float64(0.4), "lambda_logit": jnp.float64(-0.3)})
@@ -71,7 +75,9 @@ def _ac_loss(params, agent, rollout, v_sg, gamma, lam, value_weight, entropy_wei
     """A2C loss whose targets use the given (frozen) values ``v_sg`` [T+1, B]."""
     out = agent.apply(params, rollout.observation)
     targets = lambda_returns(rollout.reward[1:], gamma * rollout.discount[1:], v_sg[1:], lam)
-    return actor_critic_loss(out.logits[:-1], out.value[:-1], rollout.action[:-1], targets, targets - v_sg[:-1], value_weight, entropy_weight)[0]
+    return actor_critic_loss(
+        out.logits[:-1], out.value[:-1], rollout.action[:-1], targets, targets - v_sg[:-1], value_weight, entropy_weight
+    )[0]
 
 
 def _reference_meta_loss(mt, eta, state, key, weights, optimizer, frozen=None):
@@ -103,7 +109,10 @@ def _reference_meta_loss(mt, eta, state, key, weights, optimizer, frozen=None):
             record["nu"].append(nu)
             c = i + 1
             params = jax.tree.map(
-                lambda p, m, v: p - 0.1 * (m / (1 - B1**c)) / (jnp.sqrt(v / (1 - B2**c) + EPS_ROOT) + EPS), params, mu, nu
+                lambda p, m, v: p - 0.1 * (m / (1 - B1**c)) / (jnp.sqrt(v / (1 - B2**c) + EPS_ROOT) + EPS),
+                params,
+                mu,
+                nu,
             )
         actor, rollout = unroll(tr.env, tr.agent.apply, jax.lax.stop_gradient(params), actor, keys[i], T)
         outer_v = tr.agent.apply(params, rollout.observation).value if frozen is None else frozen["outer_v"][i]
@@ -124,7 +133,9 @@ def _central_fd(f, eta, eps=1e-6):
 
 def _to32(state):
     cast = lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
-    return state.replace(**{k: jax.tree.map(cast, getattr(state, k)) for k in ("params", "opt_state", "eta", "meta_opt_state")})
+    return state.replace(
+        **{k: jax.tree.map(cast, getattr(state, k)) for k in ("params", "opt_state", "eta", "meta_opt_state")}
+    )
 
 
 CASES = [
@@ -143,7 +154,9 @@ def test_meta_gradient_matches_finite_differences(optimizer, config):
         engine_loss = aux["metrics"]["meta_loss"]
         weights = config.weights()
         ref_loss, frozen = jax.jit(lambda eta: _reference_meta_loss(mt, eta, state, key, weights, optimizer))(state.eta)
-        np.testing.assert_allclose(engine_loss, ref_loss, rtol=1e-10 if optimizer == "sgd" else 1e-5)  # Adam: float32 bias correction
+        np.testing.assert_allclose(
+            engine_loss, ref_loss, rtol=1e-10 if optimizer == "sgd" else 1e-5
+        )  # Adam: float32 bias correction
         f = jax.jit(lambda eta: _reference_meta_loss(mt, eta, state, key, weights, optimizer, frozen)[0])
         fd = _central_fd(f, state.eta)
         for name in state.eta:
@@ -210,12 +223,19 @@ def test_outer_entropy_weight_subtracts_that_multiple_of_the_mean_policy_entropy
     t1, b, a = 6, 3, 4
     logits = rng.normal(size=(t1, b, a)).astype(np.float32)
     rollout = Rollout(
-        observation=np.zeros((t1, b, 1), np.float32), action=rng.integers(0, a, (t1, b)).astype(np.int32),
-        reward=rng.normal(size=(t1, b)).astype(np.float32), discount=np.ones((t1, b), np.float32),
-        done=np.zeros((t1, b), bool), behaviour_logits=logits, episode_return=np.zeros((t1, b), np.float32),
+        observation=np.zeros((t1, b, 1), np.float32),
+        action=rng.integers(0, a, (t1, b)).astype(np.int32),
+        reward=rng.normal(size=(t1, b)).astype(np.float32),
+        discount=np.ones((t1, b), np.float32),
+        done=np.zeros((t1, b), bool),
+        behaviour_logits=logits,
+        episode_return=np.zeros((t1, b), np.float32),
     )
-    out = AgentOutput(logits=jnp.asarray(logits), value=jnp.asarray(rng.normal(size=(t1, b)).astype(np.float32)),
-                      y_logits=jnp.zeros((t1, b, 0)))
+    out = AgentOutput(
+        logits=jnp.asarray(logits),
+        value=jnp.asarray(rng.normal(size=(t1, b)).astype(np.float32)),
+        y_logits=jnp.zeros((t1, b, 0)),
+    )
     plain, _ = pg_outer_objective(0.9, 0.8).agent_loss({}, rollout, out)
     with_entropy, _ = pg_outer_objective(0.9, 0.8, entropy_weight=0.3).agent_loss({}, rollout, out)
     p = np.exp(logits[:-1] - logits[:-1].max(-1, keepdims=True))

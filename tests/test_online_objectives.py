@@ -34,13 +34,21 @@ def _rollout(key, num_obs=None, discount=None):
         episode_return=jnp.zeros((T + 1, B)),
     )
     logits = jax.random.normal(k[5], (T + 1, B, A))
-    out = AgentOutput(logits=logits, value=jax.random.normal(jax.random.fold_in(key, 9), (T + 1, B)), y_logits=empty_like_y(logits))
+    out = AgentOutput(
+        logits=logits, value=jax.random.normal(jax.random.fold_in(key, 9), (T + 1, B)), y_logits=empty_like_y(logits)
+    )
     return rollout, out
 
 
 @pytest.mark.parametrize(
     "name,overrides",
-    [("mgrl", {}), ("self_tuning", {}), ("self_tuning", {"base": "vtrace"}), ("frodo", {}), ("mgrl_per_state_gamma", {"num_states": 5})],
+    [
+        ("mgrl", {}),
+        ("self_tuning", {}),
+        ("self_tuning", {"base": "vtrace"}),
+        ("frodo", {}),
+        ("mgrl_per_state_gamma", {"num_states": 5}),
+    ],
 )
 def test_agent_loss_is_differentiable_in_eta(name, overrides):
     objective = objectives.make(name, **overrides)
@@ -60,7 +68,9 @@ def test_agent_loss_is_differentiable_in_eta(name, overrides):
 
 
 def test_self_tuning_starts_at_the_configured_values_and_validates():
-    objective = objectives.make("self_tuning", base="vtrace", td_lambda=0.99, value_weight=0.5, entropy_weight=0.01, alpha=0.9)
+    objective = objectives.make(
+        "self_tuning", base="vtrace", td_lambda=0.99, value_weight=0.5, entropy_weight=0.01, alpha=0.9
+    )
     described = objective.describe_eta(objective.init(jax.random.PRNGKey(0)))
     for k, v in dict(gamma=0.99, td_lambda=0.99, value_weight=0.5, entropy_weight=0.01, alpha=0.9).items():
         assert float(described[k]) == pytest.approx(v, rel=1e-5)
@@ -109,7 +119,9 @@ def test_frodo_targets_start_at_the_lambda_return_and_are_causal_backwards():
     eta = frodo.init(jax.random.PRNGKey(0))
     targets, base = frodo.targets(eta, rollout, out.value)
     np.testing.assert_allclose(targets, base, rtol=1e-6)
-    np.testing.assert_allclose(base, lambda_returns(rollout.reward[1:], 0.9 * rollout.discount[1:], out.value[1:], 0.8), rtol=1e-6)
+    np.testing.assert_allclose(
+        base, lambda_returns(rollout.reward[1:], 0.9 * rollout.discount[1:], out.value[1:], 0.8), rtol=1e-6
+    )
     eta = jax.tree.map(lambda x: x + 0.2 * jax.random.normal(jax.random.PRNGKey(1), x.shape), eta)
 
     def g(reward):
@@ -136,7 +148,9 @@ def test_mrp_gamma_runs_end_to_end(tmp_path):
     from training.online import run_experiment
 
     out = tmp_path / "mrp"
-    summary = run_experiment("mrp-gamma", str(out), inner_steps=2, mix=True, monte_carlo=2, steps=6, seeds=2, progress=False)
+    summary = run_experiment(
+        "mrp-gamma", str(out), inner_steps=2, mix=True, monte_carlo=2, steps=6, seeds=2, progress=False
+    )
     assert len(summary["gammas"]) == 10 and all(0 < g < 1 for g in summary["gammas"])
     saved = json.loads((out / "summary.json").read_text())
     assert saved["gammas"] == summary["gammas"] and (out / "gammas.png").exists()
@@ -149,7 +163,9 @@ def test_catch_frodo_runs_end_to_end(tmp_path):
 
     from training.online import catch_frodo_preset, run_catch_frodo
 
-    preset = dataclasses.replace(catch_frodo_preset(), steps=320, num_seeds=2, num_envs=4, unroll_length=10, hidden_sizes=(8,), hidden_size=4)
+    preset = dataclasses.replace(
+        catch_frodo_preset(), steps=320, num_seeds=2, num_envs=4, unroll_length=10, hidden_sizes=(8,), hidden_size=4
+    )
     summary = run_catch_frodo(preset, str(tmp_path / "catch"), progress=False)
     assert {"frodo_return", "a2c_return", "frodo_return_per_seed", "a2c_return_per_seed"} <= set(summary)
     assert len(summary["a2c_return_per_seed"]) == 2 and (tmp_path / "catch" / "learning_curve.png").exists()
@@ -160,7 +176,9 @@ def test_snake_experiments_run_end_to_end(tmp_path):
 
     from training.online import SnakeVariancePreset, run_snake_metagrad, run_snake_variance, snake_metagrad_preset
 
-    tiny = dataclasses.replace(snake_metagrad_preset(), steps=2 * 2 * 4, num_envs=2, unroll_length=4, num_seeds=1, inner_steps=1)
+    tiny = dataclasses.replace(
+        snake_metagrad_preset(), steps=2 * 2 * 4, num_envs=2, unroll_length=4, num_seeds=1, inner_steps=1
+    )
     summary = run_snake_metagrad(tiny, str(tmp_path / "metagrad"), progress=False)
     assert set(summary["final_meta_parameters"]) == {"gamma", "td_lambda", "value_weight", "entropy_weight"}
     assert "final_return" in summary and (tmp_path / "metagrad" / "meta_parameters.png").exists()
@@ -190,8 +208,26 @@ def test_discover_online_takes_the_agent_setup_flags(tmp_path):
     from lpg.cli import main
 
     out = tmp_path / "run"
-    args = ["discover", "online", "catch", "--objective", "mgrl", "--steps", "300", "--num-envs", "4", "--unroll-length", "5",
-            "--learning-rate", "0.02", "--optimizer", "sgd", "--out", str(out), "--no-progress"]
+    args = [
+        "discover",
+        "online",
+        "catch",
+        "--objective",
+        "mgrl",
+        "--steps",
+        "300",
+        "--num-envs",
+        "4",
+        "--unroll-length",
+        "5",
+        "--learning-rate",
+        "0.02",
+        "--optimizer",
+        "sgd",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     config = json.loads((out / "config.json").read_text())["train_config"]
     assert (config["num_envs"], config["unroll_length"]) == (4, 5)

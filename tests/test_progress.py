@@ -42,7 +42,11 @@ def test_terminal_line_fits_a_narrow_terminal_with_every_number_whole():
             bar.update(500_000, "return 0.512")
             time.sleep(0.01)
             bar.update(1_500_000, "return 0.512")
-        last = [line for line in re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())) if line.strip()][-1]
+        last = [
+            line
+            for line in re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()))
+            if line.strip()
+        ][-1]
         assert len(last.rstrip()) <= width, last
         assert "2,000,000/2,000,000 steps" in last and re.search(r"[\d,]+ steps/s \d:\d\d:\d\d ETA 0:00:00", last), last
         assert ("return 0.512" in last) == (width >= 160), last  # the status gives way first

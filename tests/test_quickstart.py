@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpg.errors import CheckpointError, InvalidConfigError
 from evaluation.evaluate import checkpoint_train_config
+from lpg.errors import CheckpointError, InvalidConfigError
 from training.quickstart import SHIPPED_CHECKPOINT, QuickstartCommand, shipped_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,17 @@ def test_shipped_checkpoint_loads_and_matches_model_card():
     assert "lpg discover offline" in card
     # What evaluation needs is recorded.
     recorded = metadata["evaluation"]
-    for key in ("steps", "num_envs", "unroll_length", "agent_optimizer", "alpha_y", "seeds", "held_out_envs", "results", "held_out_results"):
+    for key in (
+        "steps",
+        "num_envs",
+        "unroll_length",
+        "agent_optimizer",
+        "alpha_y",
+        "seeds",
+        "held_out_envs",
+        "results",
+        "held_out_results",
+    ):
         assert key in recorded, key
     assert recorded["alpha_y"] == pytest.approx(objective.config.alpha_y)
     config = checkpoint_train_config(metadata)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import objectives
 from lpg import envs
 from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.networks import NetworkConfig, make_agent
@@ -15,13 +16,14 @@ from lpg.rollout import episode_stats, reset_actors, unroll
 from lpg.types import TimeStep, assert_rollout_shapes
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.train import chunk_sizes, final_return
-import objectives
 
 
 class CountdownEnv(Environment):
     """Deterministic test env: state counts 0..3; reward = state+1 on each step; episode ends after 3 steps."""
 
-    spec = EnvSpec("test/countdown", "test", (), num_actions=2, max_episode_steps=3, observation_dtype="int32", num_observations=4)
+    spec = EnvSpec(
+        "test/countdown", "test", (), num_actions=2, max_episode_steps=3, observation_dtype="int32", num_observations=4
+    )
 
     def reset(self, key):
         return jnp.zeros((), jnp.int32), first_timestep(jnp.zeros((), jnp.int32))
@@ -163,8 +165,11 @@ def test_chunked_network_evaluation_equals_whole_batch():
 
     def loss(agent, p):
         out = agent.apply(p, obs)
-        return jnp.sum(out.value ** 2) + jnp.sum(jnp.sin(out.logits))
+        return jnp.sum(out.value**2) + jnp.sum(jnp.sin(out.logits))
 
     np.testing.assert_allclose(loss(whole, params), loss(chunked, params), rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(jax.grad(lambda p: loss(whole, p))(params)), jax.tree.leaves(jax.grad(lambda p: loss(chunked, p))(params))):
+    for a, b in zip(
+        jax.tree.leaves(jax.grad(lambda p: loss(whole, p))(params)),
+        jax.tree.leaves(jax.grad(lambda p: loss(chunked, p))(params)),
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import chex
 import jax
@@ -91,7 +92,9 @@ class ActorCriticTrainer:
     optimizer: optax.GradientTransformation
 
     @classmethod
-    def create(cls, env: Environment, agent: Agent, objective: Objective, config: TrainConfig, total_updates: int | None = None) -> "ActorCriticTrainer":
+    def create(
+        cls, env: Environment, agent: Agent, objective: Objective, config: TrainConfig, total_updates: int | None = None
+    ) -> ActorCriticTrainer:
         config.validate()
         return cls(env, agent, objective, config, make_optimizer(config.optimizer, total_updates))
 
@@ -122,7 +125,9 @@ class ActorCriticTrainer:
     def act(self, state: LearnerState) -> tuple[LearnerState, Rollout]:
         """One rollout with the current parameters."""
         key, unroll_key = jax.random.split(state.key)
-        actor, rollout = unroll(self.env, self.agent.apply, state.params, state.actor, unroll_key, self.config.unroll_length)
+        actor, rollout = unroll(
+            self.env, self.agent.apply, state.params, state.actor, unroll_key, self.config.unroll_length
+        )
         return state.replace(actor=actor, key=key), rollout
 
     def update(self, state: LearnerState, eta: Eta) -> tuple[LearnerState, Metrics]:

@@ -131,7 +131,12 @@ class AtariActor:
         self._key = key
         buf["action"][-1] = 0
         buf["behaviour_logits"][-1] = 0.0
-        self._last = (buf["observation"][-1].copy(), buf["reward"][-1].copy(), buf["discount"][-1].copy(), buf["done"][-1].copy())
+        self._last = (
+            buf["observation"][-1].copy(),
+            buf["reward"][-1].copy(),
+            buf["discount"][-1].copy(),
+            buf["done"][-1].copy(),
+        )
         return Rollout(**{name: jnp.asarray(array) for name, array in buf.items()})
 
 
@@ -154,7 +159,9 @@ def game_of(env_name: str) -> str:
     return env_name.split("/", 1)[1]
 
 
-def build_atari_trainer(spec, objective, config: AtariRunConfig, network: NetworkConfig, total_updates: int) -> ActorCriticTrainer:
+def build_atari_trainer(
+    spec, objective, config: AtariRunConfig, network: NetworkConfig, total_updates: int
+) -> ActorCriticTrainer:
     """The learner: ``ActorCriticTrainer`` without a pure-JAX env (``env=None``; the host loop acts)."""
     agent = make_agent(spec, network, y_size=objective.heads.y_size)
     train_config = TrainConfig(config.num_envs, config.unroll_length, config.optimizer)
@@ -182,8 +189,17 @@ def train_atari(
     ``resume``, ``checkpoint_interval_s``, ``max_nonfinite_skips`` (see ``run_atari``).
     """
     return run_atari(
-        env_name, objective, frames, seed, out, config, network, progress, run_config,
-        make_learner=lambda trainer: PlainLearner(trainer, eta, config.overlap), **longrun,
+        env_name,
+        objective,
+        frames,
+        seed,
+        out,
+        config,
+        network,
+        progress,
+        run_config,
+        make_learner=lambda trainer: PlainLearner(trainer, eta, config.overlap),
+        **longrun,
     )
 
 
@@ -263,7 +279,9 @@ class MetaLearner:
         self._meta = jax.jit(self._meta_update)
         self.count = 0
         self.pending: Rollout | None = None
-        self.empty_rollout: Rollout | None = None  # a zero rollout of the right shape (checkpoints before the first one)
+        self.empty_rollout: Rollout | None = (
+            None  # a zero rollout of the right shape (checkpoints before the first one)
+        )
 
     def init(self, key: chex.PRNGKey) -> None:
         trainer = self.mt.trainer
@@ -286,7 +304,9 @@ class MetaLearner:
         grads, (params1, opt1, metrics) = jax.grad(meta_loss, has_aux=True)(eta)
         updates, new_meta_opt_state = self.mt.meta_optimizer.update(grads, meta_opt_state, eta)
         # A non-finite meta-gradient skips the meta-update (training/longrun.py).
-        (eta, meta_opt_state), meta_skipped = guarded_apply(grads, (optax.apply_updates(eta, updates), new_meta_opt_state), (eta, meta_opt_state))
+        (eta, meta_opt_state), meta_skipped = guarded_apply(
+            grads, (optax.apply_updates(eta, updates), new_meta_opt_state), (eta, meta_opt_state)
+        )
         metrics["nonfinite_meta_skipped"] = meta_skipped
         metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         metrics["meta_grad_norm"] = optax.tree.norm(grads)
@@ -304,7 +324,9 @@ class MetaLearner:
             # Plain update: the kept agent is the one that acted this rollout.
             if self.pending is not None:
                 self.params, self.opt_state = self.next_params, self.next_opt_state
-            self.next_params, self.next_opt_state, metrics = self._update(self.params, self.opt_state, self.eta, rollout)
+            self.next_params, self.next_opt_state, metrics = self._update(
+                self.params, self.opt_state, self.eta, rollout
+            )
             self.pending = rollout
             return metrics
         out = self._meta(self.params, self.opt_state, self.eta, self.meta_opt_state, self.pending, rollout)
@@ -319,15 +341,24 @@ class MetaLearner:
     def state(self) -> dict[str, Any]:
         """The learner's arrays for a training checkpoint (the pending rollout included)."""
         return {
-            "params": self.params, "opt_state": self.opt_state, "eta": self.eta, "meta_opt_state": self.meta_opt_state,
-            "next_params": self.next_params, "next_opt_state": self.next_opt_state, "count": jnp.asarray(self.count, jnp.int32),
+            "params": self.params,
+            "opt_state": self.opt_state,
+            "eta": self.eta,
+            "meta_opt_state": self.meta_opt_state,
+            "next_params": self.next_params,
+            "next_opt_state": self.next_opt_state,
+            "count": jnp.asarray(self.count, jnp.int32),
             "pending": self.pending if self.pending is not None else self.empty_rollout,
             "has_pending": jnp.asarray(self.pending is not None),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.params, self.opt_state, self.eta = state["params"], state["opt_state"], state["eta"]
-        self.meta_opt_state, self.next_params, self.next_opt_state = state["meta_opt_state"], state["next_params"], state["next_opt_state"]
+        self.meta_opt_state, self.next_params, self.next_opt_state = (
+            state["meta_opt_state"],
+            state["next_params"],
+            state["next_opt_state"],
+        )
         self.count, self.pending = int(state["count"]), state["pending"] if bool(state["has_pending"]) else None
 
     def eta_metrics(self) -> dict[str, float]:
@@ -386,8 +417,14 @@ def run_atari(
     env = AtariEnv(game, atari_config)
     guard = None
     if run is not None:
-        guard = LongRun(run.path / "training_state", resume=resume, checkpoint_interval_s=checkpoint_interval_s,
-                        max_nonfinite_skips=max_nonfinite_skips, what=f"{env_name} run", unit="updates")
+        guard = LongRun(
+            run.path / "training_state",
+            resume=resume,
+            checkpoint_interval_s=checkpoint_interval_s,
+            max_nonfinite_skips=max_nonfinite_skips,
+            what=f"{env_name} run",
+            unit="updates",
+        )
     try:
         trainer = build_atari_trainer(env.spec, objective, config, network, num_updates)
         learner = make_learner(trainer)
@@ -406,7 +443,9 @@ def run_atari(
             if done:
                 learner.restore(restored["learner"])
                 actor._key = restored["actor_key"]
-        scores: list[tuple[int, float]] = [tuple(x) for x in extra.get("scores", [])]  # (frame at which the game ended, score)
+        scores: list[tuple[int, float]] = [
+            tuple(x) for x in extra.get("scores", [])
+        ]  # (frame at which the game ended, score)
         curve: list[tuple[int, float]] = [tuple(x) for x in extra.get("curve", [])]
         wall_before = float(extra.get("wall_s", 0.0))
         start = time.perf_counter()
@@ -415,7 +454,12 @@ def run_atari(
         metrics: dict[str, Any] = {}
         skips = 0
         warm_start, warm_update = None, None
-        with ProgressBar(f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})", total_frames, "frames", enabled=progress) as bar:
+        with ProgressBar(
+            f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})",
+            total_frames,
+            "frames",
+            enabled=progress,
+        ) as bar:
             bar.resume_from(done * frames_per_update)
             for update in range(done, num_updates):
                 rollout = actor.collect(learner.acting_params)
@@ -436,21 +480,35 @@ def run_atari(
                     last_log = now
                     row = {k: float(v) for k, v in jax.device_get(metrics).items()} if metrics else {}
                     row.update(learner.eta_metrics())
-                    row.update(frames=frame, fps=(frame - done * frames_per_update) / (now - start), games=len(scores), wall_s=wall,
-                               nonfinite_skips_total=skips)
+                    row.update(
+                        frames=frame,
+                        fps=(frame - done * frames_per_update) / (now - start),
+                        games=len(scores),
+                        wall_s=wall,
+                        nonfinite_skips_total=skips,
+                    )
                     if recent:
                         row["score_last20"] = float(np.mean(recent))
                         curve.append((frame, row["score_last20"]))
                     if run is not None:
                         run.log(frame, row)
-                bar.update(frames_per_update, (f"score {np.mean(recent):.1f}" if recent else "") + (f", skipped {skips}" if skips else ""))
+                bar.update(
+                    frames_per_update,
+                    (f"score {np.mean(recent):.1f}" if recent else "") + (f", skipped {skips}" if skips else ""),
+                )
                 if guard is not None and update < num_updates - 1:
-                    guard.after_chunk(update + 1, None, extra={"scores": scores, "curve": curve, "wall_s": wall}, lazy_state=snapshot)
+                    guard.after_chunk(
+                        update + 1, None, extra={"scores": scores, "curve": curve, "wall_s": wall}, lazy_state=snapshot
+                    )
         params = learner.acting_params
         jax.block_until_ready(params)
         end = time.perf_counter()
         wall_s = wall_before + end - start
-        steady_fps = (num_updates - warm_update) * frames_per_update / (end - warm_start) if warm_update and warm_update < num_updates else None
+        steady_fps = (
+            (num_updates - warm_update) * frames_per_update / (end - warm_start)
+            if warm_update and warm_update < num_updates
+            else None
+        )
         if guard is not None:
             guard.save(num_updates, snapshot(), extra={"scores": scores, "curve": curve, "wall_s": wall_s})
     finally:
@@ -474,7 +532,9 @@ def run_atari(
         "final_meta_parameters": {k.removeprefix("eta/"): v for k, v in learner.eta_metrics().items()} or None,
         "wall_s": wall_s,
         "frames_per_s": (total_frames - done * frames_per_update) / max(wall_s - wall_before, 1e-9),
-        "steps_per_s": (total_frames - done * frames_per_update) / atari_config.frame_skip / max(wall_s - wall_before, 1e-9),
+        "steps_per_s": (total_frames - done * frames_per_update)
+        / atari_config.frame_skip
+        / max(wall_s - wall_before, 1e-9),
         "steady_frames_per_s": steady_fps,
         "nonfinite_skips": skips,
         "resumed_at_update": done if resume else None,
@@ -489,7 +549,9 @@ def run_atari(
             xlabel="frames",
             ylabel="game score",
         )
-        eta_curves: dict[str, list[tuple[int, float]]] = {}  # online discovery: the meta-parameters logged so far (every session's)
+        eta_curves: dict[
+            str, list[tuple[int, float]]
+        ] = {}  # online discovery: the meta-parameters logged so far (every session's)
         for row in run.read_metrics():
             for key, value in row.items():
                 if key.startswith("eta/") and isinstance(value, (int, float)):
@@ -529,12 +591,29 @@ def discover_atari_online(
     from training.meta_gradient import MetaGradientTrainer
 
     if meta_config.inner_steps != 1 or meta_config.mix or meta_config.monte_carlo != 1:
-        raise InvalidConfigError("online discovery on Atari supports 1-step meta-gradients only (--inner-steps 1, no --mix)")
+        raise InvalidConfigError(
+            "online discovery on Atari supports 1-step meta-gradients only (--inner-steps 1, no --mix)"
+        )
     if not objective.is_learned:
         raise InvalidConfigError(f"objective {objective.name!r} has no meta-parameters to learn")
     return run_atari(
-        env_name, objective, frames, seed, out, config, network, progress, run_config,
-        make_learner=lambda trainer: MetaLearner(MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval),
-        summary_extra={"inner_steps": 1, "mix": False, "num_seeds": 1, "meta_interval": meta_interval},  # as toy online runs report
+        env_name,
+        objective,
+        frames,
+        seed,
+        out,
+        config,
+        network,
+        progress,
+        run_config,
+        make_learner=lambda trainer: MetaLearner(
+            MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval
+        ),
+        summary_extra={
+            "inner_steps": 1,
+            "mix": False,
+            "num_seeds": 1,
+            "meta_interval": meta_interval,
+        },  # as toy online runs report
         **longrun,
     )

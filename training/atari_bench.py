@@ -101,7 +101,9 @@ def bench_atari(
     a2c_fps = _steady_fps(a2c)
     log(f"bench atari: V-trace with acting overlapped with learning, {frames:,} frames")
     vtrace = objectives.make("vtrace", reward_clip=1.0)
-    overlapped = train_atari(f"atari/{game}", vtrace, {}, frames, seed, None, dataclasses.replace(config, overlap=True), progress=False)
+    overlapped = train_atari(
+        f"atari/{game}", vtrace, {}, frames, seed, None, dataclasses.replace(config, overlap=True), progress=False
+    )
     overlap_fps = _steady_fps(overlapped)
     result = {
         "game": game,
@@ -128,7 +130,9 @@ def bench_atari(
 
         log(f"bench atari: FRODO end to end (1-step meta-gradients), {frames:,} frames")
         frodo = objectives.make("frodo", reward_clip=1.0)
-        outer = objectives.make("a2c", value_weight=0.0, entropy_weight=ATARI_OUTER_ENTROPY_WEIGHT, td_lambda=0.95, reward_clip=1.0)
+        outer = objectives.make(
+            "a2c", value_weight=0.0, entropy_weight=ATARI_OUTER_ENTROPY_WEIGHT, td_lambda=0.95, reward_clip=1.0
+        )
         meta = MetaGradConfig(inner_steps=1, meta_learning_rate=ATARI_META_LEARNING_RATE)
         run = discover_atari_online(f"atari/{game}", frodo, frames, seed, None, meta, outer, config, progress=False)
         result["frodo_frames_per_s"] = frodo_fps = _steady_fps(run)
@@ -160,5 +164,7 @@ def format_bench_atari(r: dict) -> str:
         ),
     ]
     if "frodo_frames_per_s" in r:
-        lines.append(f"| FRODO end to end | {r['frodo_frames_per_s']:,.0f} frames/s = {r['frodo_fraction_of_a2c']:.2f} of A2C |")
+        lines.append(
+            f"| FRODO end to end | {r['frodo_frames_per_s']:,.0f} frames/s = {r['frodo_fraction_of_a2c']:.2f} of A2C |"
+        )
     return "\n".join(lines)

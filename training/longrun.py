@@ -25,8 +25,9 @@ import dataclasses
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import chex
 import jax
@@ -206,7 +207,7 @@ class LongRun:
         self._last_save = time.monotonic()
         self._last_saved_step: int | None = None
 
-    def __enter__(self) -> "LongRun":
+    def __enter__(self) -> LongRun:
         self.signals.__enter__()
         return self
 
@@ -226,7 +227,9 @@ class LongRun:
                 )
             return 0, state, {}
         if existing is None:
-            raise InvalidConfigError(f"--resume: no training checkpoint in {str(self.directory)!r}; run without --resume to start")
+            raise InvalidConfigError(
+                f"--resume: no training checkpoint in {str(self.directory)!r}; run without --resume to start"
+            )
         step, state, extra = checkpoint.restore_training_state(self.directory, state)
         self.total_skips = int(extra.get("nonfinite_skips", 0))
         consecutive = extra.get("consecutive_skips")
@@ -240,7 +243,9 @@ class LongRun:
         boundaries = np.cumsum([0] + list(schedule))
         index = int(np.searchsorted(boundaries, done))
         if index >= len(boundaries) or boundaries[index] != done:
-            raise InvalidConfigError(f"--resume: the checkpoint at {done} updates is not a chunk boundary of this run; was it written with other settings?")
+            raise InvalidConfigError(
+                f"--resume: the checkpoint at {done} updates is not a chunk boundary of this run; was it written with other settings?"
+            )
         return list(schedule[index:])
 
     # -- per chunk -----------------------------------------------------------
@@ -258,8 +263,12 @@ class LongRun:
         for column in skipped.T:
             self._consecutive = np.where(column, self._consecutive + 1, 0)
             if self._consecutive.max() >= self.max_skips:
-                last = "no checkpoint was written" if self._last_saved_step is None else (
-                    f"the last good checkpoint ({self._last_saved_step} {self.unit}) is in {str(self.directory)!r}"
+                last = (
+                    "no checkpoint was written"
+                    if self._last_saved_step is None
+                    else (
+                        f"the last good checkpoint ({self._last_saved_step} {self.unit}) is in {str(self.directory)!r}"
+                    )
                 )
                 raise NonFiniteError(
                     f"{self.what}: {self.max_skips} consecutive updates had non-finite {'gradients or fitness' if 'offline' in self.what else 'gradients'} "
@@ -283,7 +292,12 @@ class LongRun:
 
         ``lazy_state()``, when given, builds the state only when a checkpoint is written.
         """
-        due = final or self.signals.requested or self.interval_s == 0 or time.monotonic() - self._last_save >= self.interval_s
+        due = (
+            final
+            or self.signals.requested
+            or self.interval_s == 0
+            or time.monotonic() - self._last_save >= self.interval_s
+        )
         if due:
             self.save(done, lazy_state() if lazy_state is not None else state, extra=extra, history=history)
         self.raise_if_interrupted(done)
@@ -298,7 +312,14 @@ class LongRun:
                 signum=self.signals.signum,
             )
 
-    def save(self, done: int, state: Any, *, extra: Mapping[str, Any] | None = None, history: Mapping[str, np.ndarray] | None = None) -> None:
+    def save(
+        self,
+        done: int,
+        state: Any,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        history: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         from lpg import checkpoint
 
         payload = dict(extra or {})
@@ -318,7 +339,9 @@ class LongRun:
         self._last_saved_step = done
 
 
-def merge_history(previous: Mapping[str, np.ndarray] | None, chunks: list[dict[str, np.ndarray]], axis: int = 1) -> dict[str, np.ndarray]:
+def merge_history(
+    previous: Mapping[str, np.ndarray] | None, chunks: list[dict[str, np.ndarray]], axis: int = 1
+) -> dict[str, np.ndarray]:
     """Concatenates per-chunk metric arrays [S, chunk] (after ``previous``, the restored history) along ``axis``."""
     parts = ([dict(previous)] if previous else []) + list(chunks)
     if not parts:

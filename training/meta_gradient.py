@@ -53,7 +53,7 @@ from objectives.base import Eta, Metrics, Objective
 from training.actor_critic import ActorCriticTrainer, LearnerState, host_loop
 from training.longrun import SKIP_KEY, guarded_apply
 
-__all__ = ["MetaGradConfig", "MetaState", "MetaGradientTrainer", "pg_outer_objective", "mixing_weights"]
+__all__ = ["MetaGradConfig", "MetaGradientTrainer", "MetaState", "mixing_weights", "pg_outer_objective"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +176,9 @@ class MetaGradientTrainer:
     meta_optimizer: optax.GradientTransformation
 
     @classmethod
-    def create(cls, trainer: ActorCriticTrainer, outer_objective: Objective, config: MetaGradConfig) -> "MetaGradientTrainer":
+    def create(
+        cls, trainer: ActorCriticTrainer, outer_objective: Objective, config: MetaGradConfig
+    ) -> MetaGradientTrainer:
         config.validate()
         if config.inner_steps > 0 and not trainer.objective.is_learned:
             raise InvalidConfigError(f"objective {trainer.objective.name!r} has no meta-parameters to learn")
@@ -197,7 +199,11 @@ class MetaGradientTrainer:
     @property
     def env_steps_per_meta_step(self) -> int:
         """Environment steps simulated per meta-step, look-ahead and Monte-Carlo samples included."""
-        return self.env_steps_per_rollout * max(self.config.inner_steps, 1) * (self.config.monte_carlo if self.config.inner_steps else 1)
+        return (
+            self.env_steps_per_rollout
+            * max(self.config.inner_steps, 1)
+            * (self.config.monte_carlo if self.config.inner_steps else 1)
+        )
 
     # -- state -----------------------------------------------------------
     def init(self, key: chex.PRNGKey, eta: Eta | None = None) -> MetaState:
@@ -334,7 +340,9 @@ class MetaGradientTrainer:
         key, est_key, act_key = jax.random.split(state.key, 3)
         stats = episode_stats(state.rollout)
         if self.config.inner_steps == 0:
-            params, opt_state, metrics = self.trainer.agent_update(state.params, state.opt_state, state.eta, state.rollout)
+            params, opt_state, metrics = self.trainer.agent_update(
+                state.params, state.opt_state, state.eta, state.rollout
+            )
             actor, rollout = self._act(params, state.actor, act_key)
             eta, meta_opt_state = state.eta, state.meta_opt_state
             meta_grad_norm = jnp.zeros((), jnp.float32)
@@ -344,7 +352,9 @@ class MetaGradientTrainer:
             updates, meta_opt_state = self.meta_optimizer.update(grads, state.meta_opt_state, state.eta)
             eta = optax.apply_updates(state.eta, updates)
             # A non-finite meta-gradient skips the meta-update (eta and meta-Adam kept).
-            (eta, meta_opt_state), meta_skipped = guarded_apply(grads, (eta, meta_opt_state), (state.eta, state.meta_opt_state))
+            (eta, meta_opt_state), meta_skipped = guarded_apply(
+                grads, (eta, meta_opt_state), (state.eta, state.meta_opt_state)
+            )
             params = jax.lax.stop_gradient(aux["params"])
             opt_state = jax.lax.stop_gradient(aux["opt_state"])
             actor, rollout, metrics = aux["actor"], aux["rollout"], aux["metrics"]

@@ -42,7 +42,8 @@ import inspect
 import math
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import chex
 import jax
@@ -172,7 +173,12 @@ class OfflineConfig:
         for name, (lo, hi) in (("lr_range", self.lr_range), ("alpha_y_range", self.alpha_y_range)):
             if not (0 < lo <= hi):
                 raise InvalidConfigError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
-        for name, value in (("meta_lr", self.meta_lr), ("critic_lr", self.critic_lr), ("es_std", self.es_std), ("es_lr", self.es_lr)):
+        for name, value in (
+            ("meta_lr", self.meta_lr),
+            ("critic_lr", self.critic_lr),
+            ("es_std", self.es_std),
+            ("es_lr", self.es_lr),
+        ):
             if not value > 0:
                 raise InvalidConfigError(f"{name} must be positive, got {value}")
         if not 0 < self.es_fitness_fraction <= 1:
@@ -355,7 +361,7 @@ class OfflineTrainer:
         config: OfflineConfig,
         network: NetworkConfig = NetworkConfig(),
         references: dict[str, tuple[float, float]] | None = None,
-    ) -> "OfflineTrainer":
+    ) -> OfflineTrainer:
         """Builds the trainer. For ES, ``references[env] = (random, a2c)`` returns
         normalise fitness; missing ones are measured with ``reference_returns``."""
         config.validate()
@@ -376,14 +382,18 @@ class OfflineTrainer:
             ref = tuple(references[name]) if config.method == "es" else None
             groups.append(EnvGroup(name, env, agent, critic, size, offset, ref))
             offset += size
-        agent_tx = make_optimizer(OptimizerConfig(config.agent_optimizer, 1.0, max_grad_norm=config.agent_max_grad_norm))
+        agent_tx = make_optimizer(
+            OptimizerConfig(config.agent_optimizer, 1.0, max_grad_norm=config.agent_max_grad_norm)
+        )
         critic_tx = optax.adam(config.critic_lr)
         chain = [optax.clip_by_global_norm(config.meta_grad_clip)] if config.meta_grad_clip > 0 else []
         meta_tx = optax.chain(*chain, optax.adam(config.meta_lr))
         es = es_params = None
         if config.method == "es":
             solution = objective.init(jax.random.PRNGKey(0))
-            es, es_params = make_es_algorithm(config.es_algorithm, 2 * config.num_lifetimes, solution, config.es_std, config.es_lr)
+            es, es_params = make_es_algorithm(
+                config.es_algorithm, 2 * config.num_lifetimes, solution, config.es_std, config.es_lr
+            )
         return cls(objective, config, tuple(groups), agent_tx, critic_tx, meta_tx, es, es_params, network)
 
     # -- properties --------------------------------------------------------
@@ -414,14 +424,18 @@ class OfflineTrainer:
 
         A non-finite gradient skips the update (metric ``nonfinite_skipped``, training/longrun.py).
         """
-        grads, metrics = jax.grad(functools.partial(self._agent_loss, group), has_aux=True)(params, eta, rollout, alpha_y)
+        grads, metrics = jax.grad(functools.partial(self._agent_loss, group), has_aux=True)(
+            params, eta, rollout, alpha_y
+        )
         updates, new_opt_state = self.agent_tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates))
         (params, opt_state), skipped = guarded_apply(grads, (new_params, new_opt_state), (params, opt_state))
         return params, opt_state, dict(metrics, **{SKIP_KEY: skipped})
 
     def _act(self, group: EnvGroup, params, actor: ActorState, key) -> tuple[ActorState, Rollout]:
-        return unroll(group.env, group.agent.apply, jax.lax.stop_gradient(params), actor, key, self.config.unroll_length)
+        return unroll(
+            group.env, group.agent.apply, jax.lax.stop_gradient(params), actor, key, self.config.unroll_length
+        )
 
     def init_lifetime(self, group: EnvGroup, key: chex.PRNGKey, age: chex.Array | int = 0) -> LifetimeState:
         """A fresh agent, meta-critic, task instance and hyper-parameters."""
@@ -454,7 +468,9 @@ class OfflineTrainer:
                 keys = jax.random.split(jax.random.fold_in(k_life, g), group.size)
                 # Stagger ages (multiples of K) so lifetime restarts are spread out.
                 ages = (np.arange(group.size) * c.lifetime_updates // group.size) // c.inner_updates * c.inner_updates
-                lifetimes.append(jax.vmap(functools.partial(self.init_lifetime, group))(keys, jnp.asarray(ages, jnp.int32)))
+                lifetimes.append(
+                    jax.vmap(functools.partial(self.init_lifetime, group))(keys, jnp.asarray(ages, jnp.int32))
+                )
             return OfflineState(eta, self.meta_tx.init(eta), tuple(lifetimes), None, key, jnp.zeros([], jnp.int32))
         es_state = self.es.init(k_es, eta, self.es_params)
         # evosax keeps Python scalars (generation counter, best fitness) in its state;
@@ -490,7 +506,9 @@ class OfflineTrainer:
             params, opt_state, actor, key = carry
             key, k = jax.random.split(key)
             actor, rollout = self._act(group, params, actor, k)
-            params, opt_state, metrics = self.agent_update(group, params, opt_state, eta, rollout, life.lr, life.alpha_y)
+            params, opt_state, metrics = self.agent_update(
+                group, params, opt_state, eta, rollout, life.lr, life.alpha_y
+            )
             return (params, opt_state, actor, key), (rollout, metrics)
 
         (params, opt_state, actor, key), (rollouts, inner_metrics) = jax.lax.scan(
@@ -509,7 +527,9 @@ class OfflineTrainer:
         reg, reg_metrics = self.objective.meta_regulariser(eta, rollout, out)
         loss = pg_loss - self.beta0 * ent + reg
         all_rollouts = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), rollouts, rollout)
-        life = life.replace(params=params, opt_state=opt_state, actor=actor, key=key, update_count=life.update_count + c.inner_updates)
+        life = life.replace(
+            params=params, opt_state=opt_state, actor=actor, key=key, update_count=life.update_count + c.inner_updates
+        )
         metrics = {
             "meta_loss": loss,
             "meta_pg_loss": pg_loss,
@@ -528,7 +548,12 @@ class OfflineTrainer:
 
             def loss_fn(p):
                 v = group.critic.apply(p, rollout.observation).value
-                target = lambda_returns(rollout.reward[1:], c.critic_gamma * rollout.discount[1:], jax.lax.stop_gradient(v[1:]), c.critic_lambda)
+                target = lambda_returns(
+                    rollout.reward[1:],
+                    c.critic_gamma * rollout.discount[1:],
+                    jax.lax.stop_gradient(v[1:]),
+                    c.critic_lambda,
+                )
                 return 0.5 * jnp.mean(jnp.square(jax.lax.stop_gradient(target) - v[:-1]))
 
             grads = jax.grad(loss_fn)(params)
@@ -581,12 +606,16 @@ class OfflineTrainer:
         updates, meta_opt_state = self.meta_tx.update(meta_grad, state.meta_opt_state, state.eta)
         eta = optax.apply_updates(state.eta, updates)
         # A non-finite meta-gradient skips the meta-update (eta and meta-Adam kept); lifetimes go on.
-        (eta, meta_opt_state), meta_skipped = guarded_apply(meta_grad, (eta, meta_opt_state), (state.eta, state.meta_opt_state))
+        (eta, meta_opt_state), meta_skipped = guarded_apply(
+            meta_grad, (eta, meta_opt_state), (state.eta, state.meta_opt_state)
+        )
         metrics["nonfinite_meta_skipped"] = meta_skipped
         metrics[SKIP_KEY] = jnp.maximum(meta_skipped, (metrics[f"agent_{SKIP_KEY}"] > 0).astype(jnp.float32))
         metrics["meta_grad_norm"] = optax.tree.norm(meta_grad)
         metrics.update(self.objective.describe_eta(eta))
-        new_state = state.replace(eta=eta, meta_opt_state=meta_opt_state, lifetimes=tuple(restarted), key=key, step=state.step + 1)
+        new_state = state.replace(
+            eta=eta, meta_opt_state=meta_opt_state, lifetimes=tuple(restarted), key=key, step=state.step + 1
+        )
         return new_state, metrics
 
     # ---- es --------------------------------------------------------------------
@@ -606,7 +635,9 @@ class OfflineTrainer:
             params, opt_state, _ = self.agent_update(group, params, opt_state, eta, rollout, life.lr, life.alpha_y)
             return (params, opt_state, actor, k), episode_stats(rollout)
 
-        _, stats = jax.lax.scan(body, (life.params, life.opt_state, life.actor, life.key), None, length=c.lifetime_updates)
+        _, stats = jax.lax.scan(
+            body, (life.params, life.opt_state, life.actor, life.key), None, length=c.lifetime_updates
+        )
         start = min(int(math.floor((1.0 - c.es_fitness_fraction) * c.lifetime_updates)), c.lifetime_updates - 1)
         total = jnp.sum(stats["episode_return_sum"][start:])
         count = jnp.sum(stats["episode_count"][start:])
@@ -660,7 +691,9 @@ def _uniform_apply(num_actions: int, obs_ndim: int):
     def apply(params, obs):
         lead = obs.shape[: obs.ndim - obs_ndim]
         logits = jnp.zeros(lead + (num_actions,), jnp.float32)
-        return AgentOutput(logits=logits, value=jnp.zeros(lead, jnp.float32), y_logits=jnp.zeros(lead + (0,), jnp.float32))
+        return AgentOutput(
+            logits=logits, value=jnp.zeros(lead, jnp.float32), y_logits=jnp.zeros(lead + (0,), jnp.float32)
+        )
 
     return apply
 
@@ -710,7 +743,11 @@ def a2c_return(
     preset = default_preset(env.spec)
     objective = objectives.make("a2c")
     trainer = ActorCriticTrainer.create(
-        env, make_agent(env.spec), objective, TrainConfig(num_envs, unroll_length, optimizer or preset.config.optimizer), total_updates=updates
+        env,
+        make_agent(env.spec),
+        objective,
+        TrainConfig(num_envs, unroll_length, optimizer or preset.config.optimizer),
+        total_updates=updates,
     )
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + seeds))
     _, metrics = trainer.run_seeds(trainer.init_seeds(keys), {}, updates)
@@ -723,11 +760,24 @@ def reference_returns(names: list[str], config: OfflineConfig, seeds: int = 4) -
     """(random, A2C) returns of each environment on the ES lifetime budget (cached per process)."""
     out = {}
     for name in names:
-        cache_key = (name, config.num_envs, config.unroll_length, config.lifetime_updates, config.es_fitness_fraction, seeds, repr(config.agent_optimizer_config()))
+        cache_key = (
+            name,
+            config.num_envs,
+            config.unroll_length,
+            config.lifetime_updates,
+            config.es_fitness_fraction,
+            seeds,
+            repr(config.agent_optimizer_config()),
+        )
         if cache_key not in _REFERENCE_CACHE:
             rand = random_return(name)
             a2c = a2c_return(
-                name, config.num_envs, config.unroll_length, config.lifetime_updates, seeds, config.es_fitness_fraction,
+                name,
+                config.num_envs,
+                config.unroll_length,
+                config.lifetime_updates,
+                seeds,
+                config.es_fitness_fraction,
                 optimizer=config.agent_optimizer_config(),
             )
             _REFERENCE_CACHE[cache_key] = (rand, a2c)
@@ -763,7 +813,9 @@ def quick_evaluate(
     for name in env_names:
         env = envs_lib.make(name)
         agent = make_agent(env.spec, y_size=objective.heads.y_size)
-        trainer = ActorCriticTrainer.create(env, agent, objective, TrainConfig(num_envs, unroll_length, optimizer), total_updates=updates)
+        trainer = ActorCriticTrainer.create(
+            env, agent, objective, TrainConfig(num_envs, unroll_length, optimizer), total_updates=updates
+        )
         keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + seeds))
         _, metrics = trainer.run_seeds(trainer.init_seeds(keys), frozen, updates)
         per_seed = final_return(jax.tree.map(np.asarray, metrics), fraction)
@@ -771,7 +823,10 @@ def quick_evaluate(
         ret = float(finite.mean()) if finite.size else float("nan")
         cache_key = ("eval", name, num_envs, unroll_length, updates, seeds, fraction, repr(optimizer))
         if cache_key not in _REFERENCE_CACHE:
-            _REFERENCE_CACHE[cache_key] = (random_return(name), a2c_return(name, num_envs, unroll_length, updates, seeds, fraction, seed, optimizer))
+            _REFERENCE_CACHE[cache_key] = (
+                random_return(name),
+                a2c_return(name, num_envs, unroll_length, updates, seeds, fraction, seed, optimizer),
+            )
         rand, a2c = _REFERENCE_CACHE[cache_key]
         score = (ret - rand) / (a2c - rand) if abs(a2c - rand) > 1e-8 and np.isfinite(ret) else float("nan")
         results[name] = {"return": ret, "a2c_return": a2c, "random_return": rand, "a2c_normalised": score}
@@ -835,7 +890,9 @@ def _checkpoint_module():
     return distributed.primary_checkpoints(checkpoint)
 
 
-def evaluate(objective: Objective, eta: Eta, config: OfflineConfig, updates: int, seeds: int, seed: int = 1000) -> dict[str, Any]:
+def evaluate(
+    objective: Objective, eta: Eta, config: OfflineConfig, updates: int, seeds: int, seed: int = 1000
+) -> dict[str, Any]:
     """Evaluates a frozen objective on ``config.envs`` (evaluation.evaluate if available, else ``quick_evaluate``).
 
     Returns ``{"results": {env: {...a2c_normalised}}, "mean_a2c_normalised": x, "evaluator": name}``.
@@ -850,14 +907,31 @@ def evaluate(objective: Objective, eta: Eta, config: OfflineConfig, updates: int
 
         train_config = TrainConfig(config.num_envs, config.unroll_length, config.agent_optimizer_config())
         result = dict(
-            evaluate_objective(objective, eta, list(config.envs), steps, seeds, seed, train_config=train_config, baseline_cache=_EVAL_BASELINES)
+            evaluate_objective(
+                objective,
+                eta,
+                list(config.envs),
+                steps,
+                seeds,
+                seed,
+                train_config=train_config,
+                baseline_cache=_EVAL_BASELINES,
+            )
         )
         if result.get("mean_a2c_normalised") is None:
             result["mean_a2c_normalised"] = float("nan")
         result["evaluator"] = "evaluation.evaluate.evaluate_objective"
         return result
     result = quick_evaluate(
-        objective, eta, list(config.envs), updates, seeds, config.num_envs, config.unroll_length, config.agent_optimizer_config(), seed
+        objective,
+        eta,
+        list(config.envs),
+        updates,
+        seeds,
+        config.num_envs,
+        config.unroll_length,
+        config.agent_optimizer_config(),
+        seed,
     )
     result["evaluator"] = "training.offline.quick_evaluate"
     return result
@@ -873,13 +947,19 @@ def build_offline(options: OfflineOptions) -> tuple[Objective, OfflineConfig]:
     objective = objectives.make(options.objective, **parse_overrides(options.objective_config, base.config))
     if not objective.is_learned:
         raise InvalidConfigError(f"objective {options.objective!r} has no meta-parameters to discover; use `lpg train`")
-    config = dataclasses.replace(options.config, envs=tuple(names), method=options.method, meta_steps=options.meta_steps, seed=options.seed)
+    config = dataclasses.replace(
+        options.config, envs=tuple(names), method=options.method, meta_steps=options.meta_steps, seed=options.seed
+    )
     config.validate()
     if options.eval_seeds <= 0:
         raise InvalidConfigError(f"eval_seeds must be positive, got {options.eval_seeds}")
     if options.eval_updates is not None and options.eval_updates <= 0:
         raise InvalidConfigError(f"eval_updates must be positive, got {options.eval_updates}")
-    for name, value in (("eval_every", options.eval_every), ("checkpoint_every", options.checkpoint_every), ("log_every", options.log_every)):
+    for name, value in (
+        ("eval_every", options.eval_every),
+        ("checkpoint_every", options.checkpoint_every),
+        ("log_every", options.log_every),
+    ):
         if value < 0:
             raise InvalidConfigError(f"{name} must be >= 0, got {value}")
     validate_longrun(0.0, options.max_nonfinite_skips)
@@ -913,7 +993,9 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "meta_steps"},
     }
     stored = distributed.on_primary(  # process 0 owns the run folder; every process returns its summary
-        lambda: finished_run(options.out, run_config, resume=options.resume, matches=lambda s: s.get("meta_steps") == config.meta_steps)
+        lambda: finished_run(
+            options.out, run_config, resume=options.resume, matches=lambda s: s.get("meta_steps") == config.meta_steps
+        )
     )
     if stored is not None:
         return stored
@@ -922,7 +1004,9 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         from lpg.errors import CheckpointError
 
         if ckpt.latest_training_step(f"{options.out}/training_state") is None:
-            raise CheckpointError(f"--resume: no training checkpoint in {options.out}/training_state; run without --resume to start")
+            raise CheckpointError(
+                f"--resume: no training checkpoint in {options.out}/training_state; run without --resume to start"
+            )
     run = distributed.prepare_run_dir(options.out, run_config)  # process 0 writes the run folder
     train_dir = run.path / "training_state"
     eval_updates = options.eval_updates or config.lifetime_updates
@@ -934,13 +1018,17 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
     if not options.resume and ckpt is not None and ckpt.latest_training_step(train_dir) is not None:
         from lpg.errors import OutputDirError
 
-        raise OutputDirError(f"{str(run.path)!r} already holds a discovery run; add --resume to continue it, or choose a new --out")
+        raise OutputDirError(
+            f"{str(run.path)!r} already holds a discovery run; add --resume to continue it, or choose a new --out"
+        )
     if options.resume:
         if ckpt is None:
             raise InvalidConfigError("--resume needs lpg.checkpoint (not available in this installation)")
         restored = ckpt.restore_training_state(train_dir, state)
         if restored is None:
-            raise InvalidConfigError(f"--resume: no training checkpoint in {str(train_dir)!r}; run without --resume to start")
+            raise InvalidConfigError(
+                f"--resume: no training checkpoint in {str(train_dir)!r}; run without --resume to start"
+            )
         state, extra = distributed.shard_offline_state(restored[-2]), restored[-1]
     elapsed_before = float(extra.get("wall_s", 0.0))
     evaluations: list[dict[str, Any]] = list(extra.get("evaluations", []))
@@ -975,7 +1063,10 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
             return
         ckpt.save_objective(run.path / "objective", objective, state.eta, metadata(final_eval))
         ckpt.save_training_state(
-            train_dir, int(state.step), state, {"wall_s": wall(), "evaluations": evaluations, "best": best, "nonfinite_skips": guard.total_skips},
+            train_dir,
+            int(state.step),
+            state,
+            {"wall_s": wall(), "evaluations": evaluations, "best": best, "nonfinite_skips": guard.total_skips},
             replace=replace,
         )
         guard.mark_saved(int(state.step))
@@ -999,7 +1090,10 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         row = {"meta_step": int(state.step), "wall_s": wall(), "mean_a2c_normalised": result["mean_a2c_normalised"]}
         row.update({f"eval/{k}": v.get("a2c_normalised") for k, v in result["results"].items()})
         evaluations.append(row)
-        run.log(int(state.step), {k if k.startswith("eval/") else f"eval/{k}": v for k, v in row.items() if k != "meta_step"})
+        run.log(
+            int(state.step),
+            {k if k.startswith("eval/") else f"eval/{k}": v for k, v in row.items() if k != "meta_step"},
+        )
         return result
 
     history = [row for row in run.read_metrics() if row.get("step", 0) <= done] if options.resume else []
@@ -1010,14 +1104,23 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
                 curve.setdefault(k, []).append((row["step"], v))
 
     label = "fitness" if config.method == "es" else "meta-loss"
-    guard = LongRun(train_dir, resume=options.resume, checkpoint_interval_s=0, max_nonfinite_skips=options.max_nonfinite_skips,
-                    what="discover offline", unit="meta-steps")
+    guard = LongRun(
+        train_dir,
+        resume=options.resume,
+        checkpoint_interval_s=0,
+        max_nonfinite_skips=options.max_nonfinite_skips,
+        what="discover offline",
+        unit="meta-steps",
+    )
     guard.total_skips = int(extra.get("nonfinite_skips", 0))
     if options.resume:
         guard.mark_saved(done)
     if options.eval_every and done == 0:
         run_eval()  # the random initial objective: where every discovery curve starts
-    with guard, ProgressBar(f"discover {config.method}", config.meta_steps, "meta-steps", enabled=options.progress) as bar:
+    with (
+        guard,
+        ProgressBar(f"discover {config.method}", config.meta_steps, "meta-steps", enabled=options.progress) as bar,
+    ):
         bar.resume_from(done)
         while done < config.meta_steps:
             state, metrics = trainer.jit_step(state)
@@ -1040,12 +1143,16 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
             if options.eval_every and done % options.eval_every == 0 and done < config.meta_steps:
                 run_eval()
             interrupted = guard.signals.requested and done < config.meta_steps
-            if (options.checkpoint_every and done % options.checkpoint_every == 0 and done < config.meta_steps) or interrupted:
+            if (
+                options.checkpoint_every and done % options.checkpoint_every == 0 and done < config.meta_steps
+            ) or interrupted:
                 save(None)
             guard.raise_if_interrupted(done)
     jax.block_until_ready(state.eta)
     if guard.last_saved_step != done:
-        save(None)  # all meta-steps are on disk before the final evaluation: an interrupt there loses only the evaluation
+        save(
+            None
+        )  # all meta-steps are on disk before the final evaluation: an interrupt there loses only the evaluation
     try:
         with RaiseOnSignals():
             final_eval = run_eval()
@@ -1056,16 +1163,30 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
             f"{str(train_dir)!r}; continue with the same command plus --resume (only the evaluation is redone)",
             signum=signum,
         ) from None
-    save(final_eval, replace=True)  # the training state now records the final evaluation (for --resume with more --meta-steps)
+    save(
+        final_eval, replace=True
+    )  # the training state now records the final evaluation (for --resume with more --meta-steps)
     train_wall = wall()
 
     series = [(k, [x for x, _ in v], [y for _, y in v]) for k, v in sorted(curve.items())]
     if series:
-        plot_lines(run.path / "meta_training.png", series, title=f"offline discovery ({config.method})", xlabel="meta-step", ylabel="value")
+        plot_lines(
+            run.path / "meta_training.png",
+            series,
+            title=f"offline discovery ({config.method})",
+            xlabel="meta-step",
+            ylabel="value",
+        )
     if evaluations:
         plot_lines(
             run.path / "evaluation.png",
-            [("mean A2C-normalised", [e["meta_step"] for e in evaluations], [e["mean_a2c_normalised"] for e in evaluations])],
+            [
+                (
+                    "mean A2C-normalised",
+                    [e["meta_step"] for e in evaluations],
+                    [e["mean_a2c_normalised"] for e in evaluations],
+                )
+            ],
             title="evaluation of the objective during discovery",
             xlabel="meta-step",
             ylabel="A2C-normalised score",
@@ -1080,7 +1201,9 @@ def discover_offline(options: OfflineOptions) -> dict[str, Any]:
         "agent_steps_per_s": int(state.step) * trainer.agent_steps_per_meta_step / max(train_wall, 1e-9),
         "evaluation": final_eval,
         "mean_a2c_normalised": final_eval["mean_a2c_normalised"],
-        "initial_mean_a2c_normalised": next((e["mean_a2c_normalised"] for e in evaluations if e["meta_step"] == 0), None),
+        "initial_mean_a2c_normalised": next(
+            (e["mean_a2c_normalised"] for e in evaluations if e["meta_step"] == 0), None
+        ),
         "evaluations": evaluations,
         "objective_checkpoint": str(run.path / "objective") if ckpt is not None else None,
         "best_objective_checkpoint": str(run.path / "objective_best") if ckpt is not None and best else None,
@@ -1106,7 +1229,7 @@ def bench_offline(config: OfflineConfig, objective: Objective, repeats: int = 3)
     """
     from training.actor_critic import ActorCriticTrainer, TrainConfig
 
-    trainer = OfflineTrainer.create(objective, config, references={n: (0.0, 1.0) for n in config.envs})
+    trainer = OfflineTrainer.create(objective, config, references=dict.fromkeys(config.envs, (0.0, 1.0)))
     state = trainer.jit_init(jax.random.PRNGKey(config.seed))
     state, _ = trainer.jit_step(state)
     jax.block_until_ready(state.eta)

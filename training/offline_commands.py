@@ -122,7 +122,9 @@ class DiscoverOfflineCommand:
         from training.offline import discover_offline
 
         summary = discover_offline(self.options())
-        print(f"discovered with {summary['method']} on {', '.join(summary['envs'])}: {summary['meta_steps']} meta-steps in {summary['wall_s']:.0f}s")
+        print(
+            f"discovered with {summary['method']} on {', '.join(summary['envs'])}: {summary['meta_steps']} meta-steps in {summary['wall_s']:.0f}s"
+        )
         for env, r in summary["evaluation"]["results"].items():
             print(
                 f"  {env:<28} return {_fmt(r['return'], '.3f')}  a2c {_fmt(r['a2c_return'], '.3f')}  "

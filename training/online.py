@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -231,7 +232,13 @@ def build_mrp_gamma(p: MRPGammaPreset) -> MetaGradientTrainer:
     trainer = ActorCriticTrainer.create(env, agent, objective, config)
     # Outer target: the undiscounted Monte-Carlo return (gamma' = lambda' = 1), value MSE (Bonnet eq. 2).
     outer = A2C(A2CConfig(gamma=1.0, td_lambda=1.0, value_weight=1.0, entropy_weight=0.0))
-    meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, mix_k=p.mix_k, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate)
+    meta = MetaGradConfig(
+        inner_steps=p.inner_steps,
+        mix=p.mix,
+        mix_k=p.mix_k,
+        monte_carlo=p.monte_carlo,
+        meta_learning_rate=p.meta_learning_rate,
+    )
     return MetaGradientTrainer.create(trainer, outer, meta)
 
 
@@ -239,10 +246,16 @@ def build_snake(p: SnakeMetaGradPreset, total_updates: int, env_name: str = "sna
     env = envs.make(env_name)
     agent = make_agent(env.spec, NetworkConfig())
     objective = objectives.make(
-        "self_tuning", gamma=p.gamma, td_lambda=p.td_lambda, value_weight=p.value_weight, entropy_weight=p.entropy_weight
+        "self_tuning",
+        gamma=p.gamma,
+        td_lambda=p.td_lambda,
+        value_weight=p.value_weight,
+        entropy_weight=p.entropy_weight,
     )
     opt = OptimizerConfig("adam", p.learning_rate, schedule="linear", max_grad_norm=p.grad_clip)
-    trainer = ActorCriticTrainer.create(env, agent, objective, TrainConfig(p.num_envs, p.unroll_length, opt), total_updates=total_updates)
+    trainer = ActorCriticTrainer.create(
+        env, agent, objective, TrainConfig(p.num_envs, p.unroll_length, opt), total_updates=total_updates
+    )
     meta = MetaGradConfig(
         inner_steps=p.inner_steps,
         mix=p.mix,
@@ -340,12 +353,22 @@ def run_meta(
             bar.update(size * per_update, (f"return {mean_return:.3f}" if count else "") + skipped)
             if guard is not None:
                 guard.after_chunk(
-                    done, states, final=done == num_updates, history=merge_history(history, collected),
+                    done,
+                    states,
+                    final=done == num_updates,
+                    history=merge_history(history, collected),
                     extra={"wall_s": wall(), "curve_x": curve_x, "curve_y": curve_y, "eta_curve": eta_curve},
                 )
     jax.block_until_ready(states.eta)
     merged = merge_history(history, collected)
-    return {"states": states, "metrics": merged, "curve": (curve_x, curve_y), "eta_curve": eta_curve, "wall_s": wall(), "resumed_at": resumed_at}
+    return {
+        "states": states,
+        "metrics": merged,
+        "curve": (curve_x, curve_y),
+        "eta_curve": eta_curve,
+        "wall_s": wall(),
+        "resumed_at": resumed_at,
+    }
 
 
 def _final_eta(mt: MetaGradientTrainer, states) -> dict[str, float]:
@@ -364,7 +387,9 @@ def check_mix_coefficient(mix: bool, mix_k: float | None) -> None:
     if mix_k is None:
         return
     if not mix:
-        raise InvalidConfigError("--mix-coefficient is the kappa of the mixing estimator: add --mix, or drop --mix-coefficient")
+        raise InvalidConfigError(
+            "--mix-coefficient is the kappa of the mixing estimator: add --mix, or drop --mix-coefficient"
+        )
     if not 0.0 <= mix_k <= 1.0:
         raise InvalidConfigError(f"--mix-coefficient must lie in [0, 1], got {mix_k}")
 
@@ -387,7 +412,9 @@ def run_mrp_gamma(p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = T
     if p.unroll_length != 10:
         raise InvalidConfigError("mrp-gamma needs unroll_length 10 (rollouts aligned with the 10-step episodes)")
     mt = build_mrp_gamma(p)
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "mrp-gamma", "preset": p, "seed": seed}, allow_existing_same=False)
+    run = RunDir.prepare(
+        out, {"command": "experiment", "experiment": "mrp-gamma", "preset": p, "seed": seed}, allow_existing_same=False
+    )
     rec = run_meta(mt, p.num_updates, seed, p.num_seeds, run, label="mrp-gamma", progress=progress)
     gammas_per_seed = np.asarray(jax.nn.sigmoid(rec["states"].eta["gamma_logits"]))  # [S, 10]
     gammas = gammas_per_seed.mean(axis=0)
@@ -414,7 +441,13 @@ def run_mrp_gamma(p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = T
     for i in range(10):
         xs, ys = zip(*rec["eta_curve"][f"gamma_{i}"])
         series.append((f"gamma_{i} ({'noisy' if i % 2 else 'deterministic'})", xs, ys))
-    plot_lines(run.path / "gammas.png", series, title=f"MRP per-state discounts ({p.inner_steps}-step{' mix' if p.mix else ''}, K={p.monte_carlo})", xlabel="meta-updates", ylabel="gamma_i")
+    plot_lines(
+        run.path / "gammas.png",
+        series,
+        title=f"MRP per-state discounts ({p.inner_steps}-step{' mix' if p.mix else ''}, K={p.monte_carlo})",
+        xlabel="meta-updates",
+        ylabel="gamma_i",
+    )
     run.write_summary(summary)
     run.close()
     return summary
@@ -429,12 +462,31 @@ def run_catch_frodo(p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool
     agent = make_agent(env.spec, NetworkConfig(torso="mlp", hidden_sizes=tuple(p.hidden_sizes)))
     config = TrainConfig(p.num_envs, p.unroll_length, OptimizerConfig("adam", p.learning_rate))
     num_updates = max(1, math.ceil(p.steps / config.steps_per_update))
-    frodo = objectives.make("frodo", hidden_size=p.hidden_size, consistency_weight=p.consistency_weight, gamma=p.gamma, td_lambda=p.td_lambda)
+    frodo = objectives.make(
+        "frodo",
+        hidden_size=p.hidden_size,
+        consistency_weight=p.consistency_weight,
+        gamma=p.gamma,
+        td_lambda=p.td_lambda,
+    )
     a2c = objectives.make("a2c", gamma=p.gamma, td_lambda=p.td_lambda)
-    meta = MetaGradConfig(inner_steps=p.inner_steps, mix=p.mix, mix_k=p.mix_k, monte_carlo=p.monte_carlo, meta_learning_rate=p.meta_learning_rate, meta_grad_clip=p.meta_grad_clip)
-    mt = MetaGradientTrainer.create(ActorCriticTrainer.create(env, agent, frodo, config), pg_outer_objective(p.gamma, p.td_lambda), meta)
+    meta = MetaGradConfig(
+        inner_steps=p.inner_steps,
+        mix=p.mix,
+        mix_k=p.mix_k,
+        monte_carlo=p.monte_carlo,
+        meta_learning_rate=p.meta_learning_rate,
+        meta_grad_clip=p.meta_grad_clip,
+    )
+    mt = MetaGradientTrainer.create(
+        ActorCriticTrainer.create(env, agent, frodo, config), pg_outer_objective(p.gamma, p.td_lambda), meta
+    )
     a2c_trainer = ActorCriticTrainer.create(env, agent, a2c, config)
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "catch-frodo", "preset": p, "seed": seed}, allow_existing_same=False)
+    run = RunDir.prepare(
+        out,
+        {"command": "experiment", "experiment": "catch-frodo", "preset": p, "seed": seed},
+        allow_existing_same=False,
+    )
 
     start = time.perf_counter()
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + p.num_seeds))
@@ -484,15 +536,29 @@ def run_catch_frodo(p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool
     return summary
 
 
-def run_snake_metagrad(p: SnakeMetaGradPreset, out: str, seed: int = 0, progress: bool = True, env_name: str = "snake") -> dict[str, Any]:
+def run_snake_metagrad(
+    p: SnakeMetaGradPreset, out: str, seed: int = 0, progress: bool = True, env_name: str = "snake"
+) -> dict[str, Any]:
     """Bonnet et al. Table 1 (returns): A2C on Snake with meta-learned {gamma, lambda, c_crit, c_entr}."""
     _check_common(out, p.num_seeds)
     if p.steps <= 0:
         raise InvalidConfigError(f"--steps must be positive, got {p.steps}")
     num_updates = max(1, math.ceil(p.steps / (p.num_envs * p.unroll_length)))
     mt = build_snake(p, num_updates, env_name)
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "snake-metagrad", "preset": p, "seed": seed}, allow_existing_same=False)
-    rec = run_meta(mt, num_updates, seed, p.num_seeds, run, label=f"snake n={p.inner_steps}{' mix' if p.mix else ''}", progress=progress)
+    run = RunDir.prepare(
+        out,
+        {"command": "experiment", "experiment": "snake-metagrad", "preset": p, "seed": seed},
+        allow_existing_same=False,
+    )
+    rec = run_meta(
+        mt,
+        num_updates,
+        seed,
+        p.num_seeds,
+        run,
+        label=f"snake n={p.inner_steps}{' mix' if p.mix else ''}",
+        progress=progress,
+    )
     final, per_seed = _final_return_stats(rec["metrics"])
     summary = {
         "experiment": "snake-metagrad",
@@ -509,10 +575,19 @@ def run_snake_metagrad(p: SnakeMetaGradPreset, out: str, seed: int = 0, progress
         "bonnet_final_return": {"0": 67, "1": 85, "3": 114, "5": 97, "10": 86, "3-mix": 115, "5-mix": 113},
         "wall_s": rec["wall_s"],
     }
-    plot_lines(run.path / "learning_curve.png", [(f"n={p.inner_steps}{' mix' if p.mix else ''}", *rec["curve"])], title="snake: episode return", xlabel="environment steps per seed", ylabel="mean episode return")
+    plot_lines(
+        run.path / "learning_curve.png",
+        [(f"n={p.inner_steps}{' mix' if p.mix else ''}", *rec["curve"])],
+        title="snake: episode return",
+        xlabel="environment steps per seed",
+        ylabel="mean episode return",
+    )
     plot_lines(
         run.path / "meta_parameters.png",
-        [(name, [x * mt.env_steps_per_rollout for x, _ in pts], [y for _, y in pts]) for name, pts in rec["eta_curve"].items()],
+        [
+            (name, [x * mt.env_steps_per_rollout for x, _ in pts], [y for _, y in pts])
+            for name, pts in rec["eta_curve"].items()
+        ],
         title="snake: meta-parameters",
         xlabel="environment steps per seed",
         ylabel="value",
@@ -523,17 +598,21 @@ def run_snake_metagrad(p: SnakeMetaGradPreset, out: str, seed: int = 0, progress
 
 
 def parse_estimator(name: str) -> tuple[int, bool]:
-    """"n" -> (n, False); "n-mix" -> (n, True)."""
+    """ "n" -> (n, False); "n-mix" -> (n, True)."""
     base, _, suffix = name.partition("-")
     if suffix not in ("", "mix") or not base.isdigit() or int(base) < 1:
         raise InvalidConfigError(f"estimator {name!r} is not 'n' or 'n-mix' with n >= 1")
     return int(base), suffix == "mix"
 
 
-def run_snake_variance(p: SnakeVariancePreset, out: str, seed: int = 0, progress: bool = True, env_name: str = "snake") -> dict[str, Any]:
+def run_snake_variance(
+    p: SnakeVariancePreset, out: str, seed: int = 0, progress: bool = True, env_name: str = "snake"
+) -> dict[str, Any]:
     """Bonnet et al. Table 1, last row: std of n-step / mixing meta-gradients, normalised to 1-step."""
     if p.num_checkpoints <= 0 or p.num_estimates < 2 or p.estimate_batch < 1:
-        raise InvalidConfigError("snake-variance needs num_checkpoints >= 1, num_estimates >= 2 and estimate_batch >= 1")
+        raise InvalidConfigError(
+            "snake-variance needs num_checkpoints >= 1, num_estimates >= 2 and estimate_batch >= 1"
+        )
     estimators = tuple(p.estimators)
     if "1" not in estimators:
         estimators = ("1",) + estimators
@@ -542,10 +621,16 @@ def run_snake_variance(p: SnakeVariancePreset, out: str, seed: int = 0, progress
     num_updates = max(p.num_checkpoints, math.ceil(snake.steps / (snake.num_envs * snake.unroll_length)))
     base = build_snake(snake, num_updates, env_name)
     probes = {
-        name: MetaGradientTrainer.create(base.trainer, base.outer_objective, dataclasses.replace(base.config, inner_steps=n, mix=mix))
+        name: MetaGradientTrainer.create(
+            base.trainer, base.outer_objective, dataclasses.replace(base.config, inner_steps=n, mix=mix)
+        )
         for name, (n, mix) in parsed.items()
     }
-    run = RunDir.prepare(out, {"command": "experiment", "experiment": "snake-variance", "preset": p, "seed": seed}, allow_existing_same=False)
+    run = RunDir.prepare(
+        out,
+        {"command": "experiment", "experiment": "snake-variance", "preset": p, "seed": seed},
+        allow_existing_same=False,
+    )
     start = time.perf_counter()
     state = base.init(jax.random.PRNGKey(seed))
     # Checkpoints at the middle of each of num_checkpoints equal segments of the
@@ -571,7 +656,9 @@ def run_snake_variance(p: SnakeVariancePreset, out: str, seed: int = 0, progress
             row = {"checkpoint": c, "updates": done, "wall_s": time.perf_counter() - start}
             for name in estimators:
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    ratios[name].append(float(np.nanmean(np.where(ref > 0, stds[name] / np.where(ref > 0, ref, 1.0), np.nan))))
+                    ratios[name].append(
+                        float(np.nanmean(np.where(ref > 0, stds[name] / np.where(ref > 0, ref, 1.0), np.nan)))
+                    )
                 stds_log[name].append(stds[name].tolist())
                 row[f"std_ratio/{name}"] = ratios[name][-1]
             count = float(np.sum(metrics["episode_count"]))
@@ -592,7 +679,13 @@ def run_snake_variance(p: SnakeVariancePreset, out: str, seed: int = 0, progress
         "wall_s": time.perf_counter() - start,
     }
     xs = list(range(p.num_checkpoints))
-    plot_lines(run.path / "std_ratio.png", [(name, xs, v) for name, v in ratios.items()], title="snake: meta-gradient std / 1-step std", xlabel="checkpoint", ylabel="ratio")
+    plot_lines(
+        run.path / "std_ratio.png",
+        [(name, xs, v) for name, v in ratios.items()],
+        title="snake: meta-gradient std / 1-step std",
+        xlabel="checkpoint",
+        ylabel="ratio",
+    )
     run.write_summary(summary)
     run.close()
     return summary
@@ -610,10 +703,24 @@ class Experiment:
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "mrp-gamma": Experiment("mrp-gamma", "Per-state discounts on the 10-state MRP (Bonnet et al. App. C.1)", mrp_gamma_preset, run_mrp_gamma),
-    "catch-frodo": Experiment("catch-frodo", "FRODO versus A2C on Catch at equal environment steps", catch_frodo_preset, run_catch_frodo),
-    "snake-metagrad": Experiment("snake-metagrad", "A2C on Snake with meta-learned gamma, lambda, loss weights (Bonnet et al. Table 1)", snake_metagrad_preset, run_snake_metagrad),
-    "snake-variance": Experiment("snake-variance", "Meta-gradient spread of n-step and mixing estimators on Snake (Bonnet et al. Table 1)", snake_variance_preset, run_snake_variance),
+    "mrp-gamma": Experiment(
+        "mrp-gamma", "Per-state discounts on the 10-state MRP (Bonnet et al. App. C.1)", mrp_gamma_preset, run_mrp_gamma
+    ),
+    "catch-frodo": Experiment(
+        "catch-frodo", "FRODO versus A2C on Catch at equal environment steps", catch_frodo_preset, run_catch_frodo
+    ),
+    "snake-metagrad": Experiment(
+        "snake-metagrad",
+        "A2C on Snake with meta-learned gamma, lambda, loss weights (Bonnet et al. Table 1)",
+        snake_metagrad_preset,
+        run_snake_metagrad,
+    ),
+    "snake-variance": Experiment(
+        "snake-variance",
+        "Meta-gradient spread of n-step and mixing estimators on Snake (Bonnet et al. Table 1)",
+        snake_variance_preset,
+        run_snake_variance,
+    ),
 }
 
 
@@ -654,7 +761,9 @@ def run_experiment(
         if name == "snake-variance":
             raise InvalidConfigError("snake-variance compares fixed estimators; --inner-steps does not apply")
         if inner_steps < (0 if name == "snake-metagrad" else 1):
-            raise InvalidConfigError(f"--inner-steps must be >= {0 if name == 'snake-metagrad' else 1} for {name}, got {inner_steps}")
+            raise InvalidConfigError(
+                f"--inner-steps must be >= {0 if name == 'snake-metagrad' else 1} for {name}, got {inner_steps}"
+            )
         overrides["inner_steps"] = inner_steps
     if mix is not None:
         overrides["mix"] = mix
@@ -745,25 +854,49 @@ def discover_online(
     check_mix_coefficient(mix, mix_k)
     validate_longrun(checkpoint_interval_s, max_nonfinite_skips)
     atari = env.startswith("atari/")
-    meta_learning_rate = (ATARI_META_LEARNING_RATE if atari else 1e-3) if meta_learning_rate is None else meta_learning_rate
-    outer_entropy_weight = (ATARI_OUTER_ENTROPY_WEIGHT if atari else 0.0) if outer_entropy_weight is None else outer_entropy_weight
+    meta_learning_rate = (
+        (ATARI_META_LEARNING_RATE if atari else 1e-3) if meta_learning_rate is None else meta_learning_rate
+    )
+    outer_entropy_weight = (
+        (ATARI_OUTER_ENTROPY_WEIGHT if atari else 0.0) if outer_entropy_weight is None else outer_entropy_weight
+    )
     if meta_learning_rate <= 0:
         raise InvalidConfigError(f"--meta-learning-rate must be positive, got {meta_learning_rate}")
     if outer_entropy_weight < 0:
         raise InvalidConfigError(f"--outer-entropy-weight must be >= 0, got {outer_entropy_weight}")
     if atari:
         return _discover_atari(
-            env, objective, inner_steps=inner_steps, mix=mix, mix_k=mix_k, frames=frames, steps=steps, seed=seed, out=out,
-            num_seeds=num_seeds, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate,
-            meta_grad_clip=meta_grad_clip, outer_gamma=outer_gamma, outer_lambda=outer_lambda,
-            outer_entropy_weight=outer_entropy_weight, stac_kl_weight=stac_kl_weight, network=network, progress=progress, meta_interval=meta_interval,
+            env,
+            objective,
+            inner_steps=inner_steps,
+            mix=mix,
+            mix_k=mix_k,
+            frames=frames,
+            steps=steps,
+            seed=seed,
+            out=out,
+            num_seeds=num_seeds,
+            monte_carlo=monte_carlo,
+            meta_learning_rate=meta_learning_rate,
+            meta_grad_clip=meta_grad_clip,
+            outer_gamma=outer_gamma,
+            outer_lambda=outer_lambda,
+            outer_entropy_weight=outer_entropy_weight,
+            stac_kl_weight=stac_kl_weight,
+            network=network,
+            progress=progress,
+            meta_interval=meta_interval,
             agent_setup=dict(agent_setup or {}),
-            resume=resume, checkpoint_interval_s=checkpoint_interval_s, max_nonfinite_skips=max_nonfinite_skips,
+            resume=resume,
+            checkpoint_interval_s=checkpoint_interval_s,
+            max_nonfinite_skips=max_nonfinite_skips,
         )
     if frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
     if meta_interval != 1:
-        raise InvalidConfigError("--meta-interval is for Atari environments; toy runs take a meta-step after every update")
+        raise InvalidConfigError(
+            "--meta-interval is for Atari environments; toy runs take a meta-step after every update"
+        )
     environment = envs.make(env)
     spec = environment.spec
     preset = default_preset(spec)
@@ -776,7 +909,15 @@ def discover_online(
     obj: Objective = objectives.make(objective)
     agent = make_agent(spec, network, y_size=obj.heads.y_size)
     trainer = ActorCriticTrainer.create(environment, agent, obj, config, total_updates=num_updates)
-    meta = MetaGradConfig(inner_steps=inner_steps, mix=mix, mix_k=mix_k, monte_carlo=monte_carlo, meta_learning_rate=meta_learning_rate, meta_grad_clip=meta_grad_clip, stac_kl_weight=stac_kl_weight)
+    meta = MetaGradConfig(
+        inner_steps=inner_steps,
+        mix=mix,
+        mix_k=mix_k,
+        monte_carlo=monte_carlo,
+        meta_learning_rate=meta_learning_rate,
+        meta_grad_clip=meta_grad_clip,
+        stac_kl_weight=stac_kl_weight,
+    )
     mt = MetaGradientTrainer.create(trainer, pg_outer_objective(outer_gamma, outer_lambda, outer_entropy_weight), meta)
     run_config = {
         "command": "discover online",
@@ -796,11 +937,23 @@ def discover_online(
     check_resumable(out, resume)
     run = RunDir.prepare(out, run_config)
     guard = LongRun(
-        run.path / "training_state", resume=resume, checkpoint_interval_s=checkpoint_interval_s,
-        max_nonfinite_skips=max_nonfinite_skips, what=f"discover online {spec.name}",
+        run.path / "training_state",
+        resume=resume,
+        checkpoint_interval_s=checkpoint_interval_s,
+        max_nonfinite_skips=max_nonfinite_skips,
+        what=f"discover online {spec.name}",
     )
     with guard:
-        rec = run_meta(mt, num_updates, seed, num_seeds, run, label=f"discover online {spec.name} ({objective})", progress=progress, guard=guard)
+        rec = run_meta(
+            mt,
+            num_updates,
+            seed,
+            num_seeds,
+            run,
+            label=f"discover online {spec.name} ({objective})",
+            progress=progress,
+            guard=guard,
+        )
     final, per_seed = _final_return_stats(rec["metrics"])
     summary = {
         "env": spec.name,
@@ -821,11 +974,20 @@ def discover_online(
         "nonfinite_skips": guard.total_skips,
         "resumed_at_update": rec["resumed_at"] if resume else None,
     }
-    plot_lines(run.path / "learning_curve.png", [(objective, *rec["curve"])], title=f"{spec.name}: episode return ({objective})", xlabel="environment steps per seed", ylabel="mean episode return")
+    plot_lines(
+        run.path / "learning_curve.png",
+        [(objective, *rec["curve"])],
+        title=f"{spec.name}: episode return ({objective})",
+        xlabel="environment steps per seed",
+        ylabel="mean episode return",
+    )
     if rec["eta_curve"]:
         plot_lines(
             run.path / "meta_parameters.png",
-            [(name, [x * mt.env_steps_per_rollout for x, _ in pts], [y for _, y in pts]) for name, pts in rec["eta_curve"].items()],
+            [
+                (name, [x * mt.env_steps_per_rollout for x, _ in pts], [y for _, y in pts])
+                for name, pts in rec["eta_curve"].items()
+            ],
             title=f"{spec.name}: meta-parameters ({objective})",
             xlabel="environment steps per seed",
             ylabel="value",
@@ -835,7 +997,9 @@ def discover_online(
     return summary
 
 
-def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: int = 32, unroll_length: int = 20, repeats: int = 20) -> list[dict[str, Any]]:
+def bench_online(
+    env_names: list[str], inner_steps: tuple[int, ...], num_envs: int = 32, unroll_length: int = 20, repeats: int = 20
+) -> list[dict[str, Any]]:
     """Seconds per meta-step / seconds per plain actor-critic step, same agent, batch and objective.
 
     The plain step is ``ActorCriticTrainer.update`` (one rollout + one update);
@@ -851,7 +1015,9 @@ def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: i
             raise InvalidConfigError("bench online measures the JAX environments only")
         agent = make_agent(env.spec, NetworkConfig())
         objective = objectives.make("self_tuning")
-        trainer = ActorCriticTrainer.create(env, agent, objective, TrainConfig(num_envs, unroll_length, OptimizerConfig("adam", 1e-3)))
+        trainer = ActorCriticTrainer.create(
+            env, agent, objective, TrainConfig(num_envs, unroll_length, OptimizerConfig("adam", 1e-3))
+        )
         eta = objective.init(jax.random.PRNGKey(0))
         state = trainer.init(jax.random.PRNGKey(0))
 
@@ -872,12 +1038,33 @@ def bench_online(env_names: list[str], inner_steps: tuple[int, ...], num_envs: i
     return rows
 
 
-def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int | None, num_seeds: int, progress: bool,
-                    network: NetworkConfig, out: str, seed: int, outer_gamma: float, outer_lambda: float,
-                    outer_entropy_weight: float, meta_interval: int, agent_setup: Mapping[str, Any], resume: bool,
-                    checkpoint_interval_s: float, max_nonfinite_skips: int, **meta_fields: Any) -> dict[str, Any]:
+def _discover_atari(
+    env: str,
+    objective: str,
+    *,
+    frames: int | None,
+    steps: int | None,
+    num_seeds: int,
+    progress: bool,
+    network: NetworkConfig,
+    out: str,
+    seed: int,
+    outer_gamma: float,
+    outer_lambda: float,
+    outer_entropy_weight: float,
+    meta_interval: int,
+    agent_setup: Mapping[str, Any],
+    resume: bool,
+    checkpoint_interval_s: float,
+    max_nonfinite_skips: int,
+    **meta_fields: Any,
+) -> dict[str, Any]:
     """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
-    longrun = {"resume": resume, "checkpoint_interval_s": checkpoint_interval_s, "max_nonfinite_skips": max_nonfinite_skips}
+    longrun = {
+        "resume": resume,
+        "checkpoint_interval_s": checkpoint_interval_s,
+        "max_nonfinite_skips": max_nonfinite_skips,
+    }
     from training.atari import AtariRunConfig, discover_atari_online
 
     envs.make_spec(env)  # unknown game -> UnknownNameError
@@ -895,13 +1082,25 @@ def _discover_atari(env: str, objective: str, *, frames: int | None, steps: int 
         outer = type(outer)(dataclasses.replace(outer.config, reward_clip=1.0))
     meta = MetaGradConfig(**meta_fields)
     config = override_agent_setup(AtariRunConfig(), **agent_setup)
-    run_config = {"command": "discover online", "env": env, "objective": objective, "objective_config": obj.config_dict(),
-                  "meta": meta, "atari_config": config, "network": network, "frames": frames, "seed": seed,
-                  "meta_interval": meta_interval, "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight}}
+    run_config = {
+        "command": "discover online",
+        "env": env,
+        "objective": objective,
+        "objective_config": obj.config_dict(),
+        "meta": meta,
+        "atari_config": config,
+        "network": network,
+        "frames": frames,
+        "seed": seed,
+        "meta_interval": meta_interval,
+        "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight},
+    }
     if (stored := finished_run(out, run_config, resume=resume)) is not None:
         return stored
     check_resumable(out, resume)
-    summary = discover_atari_online(env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun)
+    summary = discover_atari_online(
+        env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun
+    )
     summary.pop("params", None)
     summary["final_meta_parameters"] = summary.get("final_meta_parameters") or {}
     return summary

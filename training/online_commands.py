@@ -227,5 +227,3 @@ class BenchOnlineCommand:
         for row in bench_online(names, self.inner_steps, self.num_envs, self.unroll_length, self.repeats):
             print(f"| {row['env']} | {row['n']} | {row['plain_ms']:.2f} | {row['meta_ms']:.2f} | {row['ratio']:.2f} |")
         return 0
-
-

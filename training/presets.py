@@ -38,5 +38,7 @@ def default_preset(spec: EnvSpec) -> TrainPreset:
         opt = OptimizerConfig("rmsprop", 7e-4, max_grad_norm=0.5, b2=0.99, eps=1e-5)
         return TrainPreset(TrainConfig(num_envs=8, unroll_length=20, optimizer=opt), 10_000_000)
     if spec.is_tabular:
-        return TrainPreset(TrainConfig(num_envs=32, unroll_length=20, optimizer=OptimizerConfig("adam", 3e-2)), 2_000_000)
+        return TrainPreset(
+            TrainConfig(num_envs=32, unroll_length=20, optimizer=OptimizerConfig("adam", 3e-2)), 2_000_000
+        )
     return TrainPreset(TrainConfig(num_envs=32, unroll_length=20, optimizer=OptimizerConfig("adam", 1e-3)), 1_000_000)

@@ -29,7 +29,7 @@ from typing import Any
 
 from lpg.errors import CheckpointError, InvalidConfigError
 
-__all__ = ["QuickstartCommand", "SHIPPED_CHECKPOINT", "shipped_checkpoint", "discover_part", "evaluate_part"]
+__all__ = ["SHIPPED_CHECKPOINT", "QuickstartCommand", "discover_part", "evaluate_part", "shipped_checkpoint"]
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "lpg-toy-v1"
 
@@ -113,11 +113,17 @@ class QuickstartCommand:
 
         print()
         if discovery is not None:
-            print(f"1. small discovery ({discovery['method']}, {discovery['meta_steps']} meta-steps on {', '.join(discovery['envs'])}, {discovery['wall_s']:.0f}s):")
+            print(
+                f"1. small discovery ({discovery['method']}, {discovery['meta_steps']} meta-steps on {', '.join(discovery['envs'])}, {discovery['wall_s']:.0f}s):"
+            )
             print(results_table(discovery["evaluation"]))
-            print(f"   files: {out / 'discovery'} (objective/ is its checkpoint: `lpg evaluate {out / 'discovery' / 'objective'}`)")
+            print(
+                f"   files: {out / 'discovery'} (objective/ is its checkpoint: `lpg evaluate {out / 'discovery' / 'objective'}`)"
+            )
             print()
-        print(f"2. shipped objective {checkpoint.name} ({evaluation['steps']:,} steps per agent, {self.eval_seeds} seed{'s' if self.eval_seeds != 1 else ''}; held out: {', '.join(evaluation['held_out']) or 'none'}):")
+        print(
+            f"2. shipped objective {checkpoint.name} ({evaluation['steps']:,} steps per agent, {self.eval_seeds} seed{'s' if self.eval_seeds != 1 else ''}; held out: {', '.join(evaluation['held_out']) or 'none'}):"
+        )
         print(results_table(evaluation))
         print(f"   files: {out / 'evaluation'} (summary.json, results.md, a2c_normalised.png)")
         print(f"quickstart done in {wall:.0f}s")
@@ -165,17 +171,31 @@ def evaluate_part(command: QuickstartCommand, checkpoint: Path) -> dict[str, Any
     shape, optimiser, budget), so the numbers are comparable with its MODEL.md.
     The summary adds ``trained_on`` and ``held_out``; ``results.md`` holds the table.
     """
-    from evaluation.evaluate import PARTIAL_RESULTS, EvaluateOptions, checkpoint_train_config, results_table, run_evaluate
+    from evaluation.evaluate import (
+        PARTIAL_RESULTS,
+        EvaluateOptions,
+        checkpoint_train_config,
+        results_table,
+        run_evaluate,
+    )
     from lpg.checkpoint import read_objective_metadata
     from lpg.run_io import write_json_atomic
 
     metadata = read_objective_metadata(checkpoint)
-    if command.eval_steps is None and (checkpoint_train_config(metadata) is None or not metadata["evaluation"].get("steps")):
+    if command.eval_steps is None and (
+        checkpoint_train_config(metadata) is None or not metadata["evaluation"].get("steps")
+    ):
         raise InvalidConfigError(f"{str(checkpoint)!r} records no evaluation set-up and budget; pass --eval-steps")
     out = Path(command.out) / "evaluation"
     options = EvaluateOptions(
-        str(checkpoint), envs=command.eval_envs, steps=command.eval_steps, seeds=command.eval_seeds, seed=command.seed,
-        out=str(out), progress=command.progress, resume=(out / "summary.json").exists() or (out / PARTIAL_RESULTS).exists(),
+        str(checkpoint),
+        envs=command.eval_envs,
+        steps=command.eval_steps,
+        seeds=command.eval_seeds,
+        seed=command.seed,
+        out=str(out),
+        progress=command.progress,
+        resume=(out / "summary.json").exists() or (out / PARTIAL_RESULTS).exists(),
     )
     summary = run_evaluate(options, show_table=False)
     if "held_out" in summary:  # a finished evaluation of an earlier quickstart, reused as it is

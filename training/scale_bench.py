@@ -68,8 +68,21 @@ class BenchScaleCommand:
     def run(self) -> int:
         from lpg.bench import require_toy_envs
 
-        if min(self.num_lifetimes, self.num_envs, self.inner_updates, self.train_num_envs, self.updates, self.repeats, self.timeout_s) <= 0:
-            raise InvalidConfigError("--num-lifetimes, --num-envs, --inner-updates, --train-num-envs, --updates, --repeats and --timeout-s must be positive")
+        if (
+            min(
+                self.num_lifetimes,
+                self.num_envs,
+                self.inner_updates,
+                self.train_num_envs,
+                self.updates,
+                self.repeats,
+                self.timeout_s,
+            )
+            <= 0
+        ):
+            raise InvalidConfigError(
+                "--num-lifetimes, --num-envs, --inner-updates, --train-num-envs, --updates, --repeats and --timeout-s must be positive"
+            )
         if any(d <= 0 for d in self.device_counts):
             raise InvalidConfigError(f"--device-counts must be positive, got {self.device_counts}")
         require_toy_envs([self.env, self.train_env], "lpg bench scale")
@@ -102,7 +115,13 @@ def _child_env(platform: str, devices: int) -> dict[str, str]:
 def _run_child(args: list[str], env: dict[str, str], timeout_s: int) -> dict[str, Any]:
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "training.scale_bench", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+            [sys.executable, "-m", "training.scale_bench", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s}s"}
@@ -125,13 +144,19 @@ def default_device_counts(platform: str, available: int) -> list[int]:
 
 def bench_scale(command: BenchScaleCommand) -> dict[str, Any]:
     """Runs one process per device count; returns ``{"platform", "cores", "rows": [...]}``."""
-    probe = _run_child(["--probe"], {k: v for k, v in os.environ.items() if not k.startswith("LPG_")} | {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, 120)
+    probe = _run_child(
+        ["--probe"],
+        {k: v for k, v in os.environ.items() if not k.startswith("LPG_")} | {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
+        120,
+    )
     if "error" in probe:
         raise InvalidConfigError(f"lpg bench scale: cannot start JAX in a subprocess ({probe['error']})")
     platform, available = probe["platform"], probe["devices"]
     counts = list(command.device_counts) or default_device_counts(platform, available)
     if platform not in ("cpu", "gpu") and counts != [available]:
-        raise InvalidConfigError(f"on {platform} lpg bench scale measures all {available} devices only; pass --device-counts {available}")
+        raise InvalidConfigError(
+            f"on {platform} lpg bench scale measures all {available} devices only; pass --device-counts {available}"
+        )
     if platform == "gpu" and max(counts) > available:
         raise InvalidConfigError(f"--device-counts: this machine has {available} GPU(s)")
     settings = {k: v for k, v in dataclasses.asdict(command).items() if k not in ("device_counts", "out", "timeout_s")}
@@ -146,7 +171,8 @@ def format_bench_scale(result: dict[str, Any]) -> str:
     rows = result["rows"]
     base = next((r for r in rows if r["devices"] == 1 and "error" not in r), None)
     lines = [
-        f"platform {result['platform']} ({result['cores']} CPU cores)" + ("; forced host devices share these cores" if result["platform"] == "cpu" else ""),
+        f"platform {result['platform']} ({result['cores']} CPU cores)"
+        + ("; forced host devices share these cores" if result["platform"] == "cpu" else ""),
         "",
         "| devices | offline grad (agent steps/s) | speed-up | train batch (agent steps/s) | speed-up |",
         "|---:|---:|---:|---:|---:|",

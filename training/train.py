@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import jax
 import numpy as np
@@ -81,7 +82,9 @@ def train_loop(
             on_chunk(done, metrics)
         if guard is not None:
             extra = checkpoint_extra() if checkpoint_extra is not None else None
-            guard.after_chunk(done, states, extra=extra, history=merge_history(history, collected), final=done == num_updates)
+            guard.after_chunk(
+                done, states, extra=extra, history=merge_history(history, collected), final=done == num_updates
+            )
     return states, merge_history(history, collected)
 
 
@@ -143,7 +146,6 @@ class TrainOptions:
     max_nonfinite_skips: int = 10
 
 
-
 def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
     """Parses KEY=VALUE strings into typed overrides of the dataclass ``config``."""
     fields = {f.name: f for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
@@ -154,7 +156,9 @@ def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
         if not sep or not key:
             raise InvalidConfigError(f"objective config override {item!r} is not KEY=VALUE")
         if key not in fields:
-            raise InvalidConfigError(f"objective config has no field {key!r}; fields: {', '.join(sorted(fields)) or 'none'}")
+            raise InvalidConfigError(
+                f"objective config has no field {key!r}; fields: {', '.join(sorted(fields)) or 'none'}"
+            )
         current = getattr(config, key)
         try:
             if isinstance(current, bool):
@@ -225,7 +229,9 @@ def train(options: TrainOptions) -> dict[str, Any]:
     if options.frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
     if options.overlap:
-        raise InvalidConfigError("--overlap is for Atari environments (their envpool host loop); toy training is one compiled loop")
+        raise InvalidConfigError(
+            "--overlap is for Atari environments (their envpool host loop); toy training is one compiled loop"
+        )
     env = envs.make(options.env)
     spec = env.spec
     objective = _make_objective(options)
@@ -275,7 +281,9 @@ def train(options: TrainOptions) -> dict[str, Any]:
         def wall() -> float:
             return wall_before + time.perf_counter() - start
 
-        with ProgressBar(f"train {spec.name} ({objective.name})", total_steps, "steps", enabled=options.progress) as bar:
+        with ProgressBar(
+            f"train {spec.name} ({objective.name})", total_steps, "steps", enabled=options.progress
+        ) as bar:
             bar.resume_from(done * steps_per_update)
 
             def on_chunk(done: int, metrics: dict[str, np.ndarray]) -> None:
@@ -283,8 +291,12 @@ def train(options: TrainOptions) -> dict[str, Any]:
                 done_updates[0] = done
                 count = float(metrics["episode_count"].sum())
                 mean_return = float(metrics["episode_return_sum"].sum() / count) if count else float("nan")
-                row = {k: float(np.mean(v)) for k, v in metrics.items() if k not in ("episode_return_sum", "episode_count")}
-                row.update(episode_return=mean_return, episodes=count, wall_s=wall(), nonfinite_skips_total=guard.total_skips)
+                row = {
+                    k: float(np.mean(v)) for k, v in metrics.items() if k not in ("episode_return_sum", "episode_count")
+                }
+                row.update(
+                    episode_return=mean_return, episodes=count, wall_s=wall(), nonfinite_skips_total=guard.total_skips
+                )
                 run.log(done * steps_per_update, row)
                 if count:
                     curve_x.append(done * steps_per_update)
@@ -293,7 +305,14 @@ def train(options: TrainOptions) -> dict[str, Any]:
                 bar.update(advance, (f"return {mean_return:.3f}" if count else "") + skipped)
 
             states, metrics = train_loop(
-                trainer, eta, states, num_updates, on_chunk=on_chunk, guard=guard, start=done, history=extra.get("history"),
+                trainer,
+                eta,
+                states,
+                num_updates,
+                on_chunk=on_chunk,
+                guard=guard,
+                start=done,
+                history=extra.get("history"),
                 checkpoint_extra=lambda: {"wall_s": wall(), "curve_x": curve_x, "curve_y": curve_y},
             )
     jax.block_until_ready(states.params)
@@ -312,12 +331,18 @@ def train(options: TrainOptions) -> dict[str, Any]:
         "random_return": spec.random_return,
         "optimal_return": spec.optimal_return,
         "wall_s": wall_s,
-        "steps_per_s": options.num_seeds * (total_steps - done * steps_per_update) / max(time.perf_counter() - start, 1e-9),
+        "steps_per_s": options.num_seeds
+        * (total_steps - done * steps_per_update)
+        / max(time.perf_counter() - start, 1e-9),
         "num_updates": num_updates,
         "nonfinite_skips": guard.total_skips,
         "resumed_at_update": done if options.resume else None,
     }
-    hlines = [(name, value) for name, value in (("optimal", spec.optimal_return), ("random", spec.random_return)) if value is not None]
+    hlines = [
+        (name, value)
+        for name, value in (("optimal", spec.optimal_return), ("random", spec.random_return))
+        if value is not None
+    ]
     plot_lines(
         run.path / "learning_curve.png",
         [(f"{objective.name} (mean of {options.num_seeds} seed(s))", curve_x, curve_y)],
@@ -353,7 +378,11 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
     envs.make_spec(options.env)  # unknown game -> UnknownNameError
     if options.steps is not None and options.frames is not None:
         raise InvalidConfigError("give --frames or --steps for Atari, not both")
-    frames = options.frames if options.frames is not None else (options.steps * 4 if options.steps is not None else 10_000_000)
+    frames = (
+        options.frames
+        if options.frames is not None
+        else (options.steps * 4 if options.steps is not None else 10_000_000)
+    )
     if options.num_seeds != 1:
         raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
     objective = _make_objective(options, defaults={"reward_clip": 1.0})
@@ -361,16 +390,33 @@ def _train_atari(options: TrainOptions) -> dict[str, Any]:
         raise InvalidConfigError(
             f"--overlap learns from data one update behind the policy, which {objective.name} does not correct: use --objective vtrace"
         )
-    config = dataclasses.replace(override_agent_setup(AtariRunConfig(), **agent_setup_flags(options)), overlap=options.overlap)
+    config = dataclasses.replace(
+        override_agent_setup(AtariRunConfig(), **agent_setup_flags(options)), overlap=options.overlap
+    )
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
-    run_config = {"command": "train", "options": run_identity(options), "atari_config": config, "objective_config": objective.config_dict()}
+    run_config = {
+        "command": "train",
+        "options": run_identity(options),
+        "atari_config": config,
+        "objective_config": objective.config_dict(),
+    }
     if (stored := finished_run(options.out, run_config, resume=options.resume)) is not None:
         return stored
     check_resumable(options.out, options.resume)
     summary = train_atari(
-        options.env, objective, objective.init(jax.random.PRNGKey(options.seed)), frames, options.seed, options.out,
-        config, options.network, options.progress, run_config,
-        resume=options.resume, checkpoint_interval_s=options.checkpoint_interval_s, max_nonfinite_skips=options.max_nonfinite_skips,
+        options.env,
+        objective,
+        objective.init(jax.random.PRNGKey(options.seed)),
+        frames,
+        options.seed,
+        options.out,
+        config,
+        options.network,
+        options.progress,
+        run_config,
+        resume=options.resume,
+        checkpoint_interval_s=options.checkpoint_interval_s,
+        max_nonfinite_skips=options.max_nonfinite_skips,
     )
     summary.pop("params", None)
     return summary

@@ -15,12 +15,22 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
-from lpg.envs.base import EnvSpec, Environment, EnvState
+from lpg.envs.base import Environment, EnvSpec, EnvState
 from lpg.errors import UnknownNameError, did_you_mean, unknown_name_error
 
-__all__ = ["EnvSpec", "Environment", "EnvState", "register", "make", "make_spec", "list_envs", "resolve_env_spec", "ENV_SETS"]
+__all__ = [
+    "ENV_SETS",
+    "EnvSpec",
+    "EnvState",
+    "Environment",
+    "list_envs",
+    "make",
+    "make_spec",
+    "register",
+    "resolve_env_spec",
+]
 
 _ENV_MODULES = (
     "lpg.envs.gridworld",
@@ -142,7 +152,9 @@ def resolve_env_spec(spec: str) -> list[str]:
     names: list[str] = []
     items = [item.strip() for item in spec.split(",") if item.strip()]
     if not items:
-        raise UnknownNameError("empty environment list; give names, globs (gridworld/*) or sets (" + ", ".join(ENV_SETS) + ")")
+        raise UnknownNameError(
+            "empty environment list; give names, globs (gridworld/*) or sets (" + ", ".join(ENV_SETS) + ")"
+        )
     for item in items:
         if item in ENV_SETS:
             matched = list(ENV_SETS[item])

@@ -263,7 +263,7 @@ def _reference_random_score(game: str) -> float | None:
 
         table = json.loads(resources.files("lpg.data").joinpath("atari_scores.json").read_text())
         return float(table["games"][game]["random"])
-    except Exception:  # noqa: BLE001 - the spec is still valid without it
+    except Exception:
         return None
 
 
@@ -357,7 +357,9 @@ class AtariEnv:
             raise RuntimeError("AtariEnv.step called before reset()")
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be integers of shape ({self.num_envs},), got {actions.dtype} {actions.shape}")
+            raise ValueError(
+                f"actions must be integers of shape ({self.num_envs},), got {actions.dtype} {actions.shape}"
+            )
         if actions.size and (actions.min() < 0 or actions.max() >= self.num_actions):
             raise ValueError(f"actions must lie in [0, {self.num_actions}), got {actions}")
         obs, reward, terminated, truncated, info = self._pool.step(actions.astype(np.int32, copy=False), self._all_ids)
@@ -504,7 +506,9 @@ def benchmark(variant: str, game: str = "Pong", num_envs: int = 8, num_steps: in
             return h, key, reward.sum() + obs[:, -1, 40, 40].sum()
 
         if variant == "xla_loop":
-            run = jax.jit(lambda h, k, steps: jax.lax.fori_loop(0, steps, lambda _, c: one(c[0], c[1]), (h, k, jnp.float32(0))))
+            run = jax.jit(
+                lambda h, k, steps: jax.lax.fori_loop(0, steps, lambda _, c: one(c[0], c[1]), (h, k, jnp.float32(0)))
+            )
             handle, key, out = run(handle, jax.random.PRNGKey(seed), 50)
             jax.block_until_ready(out)
             wall, cpu = time.perf_counter(), time.process_time()

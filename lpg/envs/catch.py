@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from lpg.envs import register
-from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.types import TimeStep
 
 ROWS, COLUMNS = 10, 5

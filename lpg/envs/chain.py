@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from lpg.envs import register
-from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.types import TimeStep
 
 MIN_LENGTH = 5
@@ -51,7 +51,9 @@ class ChainState:
 class DelayedChain(Environment):
     """A delayed chain MDP (see the module docstring)."""
 
-    def __init__(self, name: str, max_length: int, noisy: bool = False, num_distractors: int = 0, description: str = ""):
+    def __init__(
+        self, name: str, max_length: int, noisy: bool = False, num_distractors: int = 0, description: str = ""
+    ):
         self.max_length = int(max_length)
         self.noisy = bool(noisy)
         self.num_distractors = int(num_distractors)

@@ -38,7 +38,7 @@ automatic resets of ``step``.
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import chex
 import jax
@@ -47,7 +47,7 @@ import numpy as np
 from flax import struct
 
 from lpg.envs import register
-from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.types import TimeStep
 
 # (d_row, d_col) of actions up, down, left, right, stay.

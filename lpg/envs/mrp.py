@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from lpg.envs import register
-from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.types import TimeStep
 
 NUM_STATES = 10
@@ -66,5 +66,7 @@ class MRP(Environment):
         )
 
 
-_DESCRIPTION = "10-state Markov reward process, N(0,1) rewards on odd states (Xu et al. 2018; Bonnet et al. 2022, App. B.1)"
+_DESCRIPTION = (
+    "10-state Markov reward process, N(0,1) rewards on odd states (Xu et al. 2018; Bonnet et al. 2022, App. B.1)"
+)
 register("mrp", MRP, _DESCRIPTION)

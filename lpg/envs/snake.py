@@ -33,7 +33,7 @@ import numpy as np
 from flax import struct
 
 from lpg.envs import register
-from lpg.envs.base import EnvSpec, Environment, first_timestep
+from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.types import TimeStep
 
 SIZE = 12
@@ -136,7 +136,9 @@ class Snake(Environment):
         fruit = jnp.where(eat & ~full, new_fruit, state.fruit).astype(jnp.int32)
         done = off_board | collision | full | (t >= MAX_STEPS)
         next_state = SnakeState(entered=entered, head=head, fruit=fruit, length=length, t=t)
-        next_state = jax.tree_util.tree_map(lambda r, n: jnp.where(done, r, n), self._new_episode(u[1], u[2]), next_state)
+        next_state = jax.tree_util.tree_map(
+            lambda r, n: jnp.where(done, r, n), self._new_episode(u[1], u[2]), next_state
+        )
         return next_state, TimeStep(
             observation=self.observation(next_state),
             reward=eat.astype(jnp.float32),
