@@ -151,7 +151,7 @@ def _train(
     status: str,
 ) -> np.ndarray:
     """Trains one fresh agent per key with ``objective`` and frozen ``eta``; final returns [S]."""
-    agent = make_agent(env.spec, network, y_size=objective.heads.y_size)
+    agent = make_agent(env.spec, network, heads=objective.heads)
     trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
     states = trainer.init_seeds(keys)
     steps_per_chunk_update = config.steps_per_update * int(keys.shape[0])
@@ -478,7 +478,7 @@ def run_evaluate(
     overrides = agent_setup_flags(options)
     checkpoint = Path(options.checkpoint).absolute()
     objective, eta, metadata = load_objective(checkpoint)
-    check_agent_heads(metadata, objective.heads.y_size)
+    check_agent_heads(metadata, objective.heads)
     objective = with_config_overrides(objective, eta, options.objective_config)
     names = envs.resolve_env_spec(_env_spec_from(options, metadata))
     atari = [n for n in names if n.startswith("atari/")]

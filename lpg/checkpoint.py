@@ -10,7 +10,7 @@ Two kinds (see DESIGN.md, "Checkpoints"):
 
       save_objective("checkpoints/lpg-toy", objective, eta, {"envs": [...], "method": "grad"})
       objective, eta, metadata = load_objective("checkpoints/lpg-toy")
-      agent = make_agent(spec, y_size=objective.heads.y_size)
+      agent = make_agent(spec, heads=objective.heads)
 
   Layout: ``state/`` (eta, orbax ``StandardSave``; absent when eta has no
   arrays), ``meta/metadata`` (plain JSON, orbax ``JsonSave``) and
@@ -62,6 +62,7 @@ from lpg.errors import (
     UserInputError,
 )
 from lpg.run_io import make_writable_folder, to_jsonable
+from lpg.types import AgentHeads
 
 __all__ = [
     "FORMAT",
@@ -274,7 +275,7 @@ def save_objective(
         format_version=FORMAT_VERSION,
         framework_version=_framework_version(),
         objective={"name": objective.name, "config": to_jsonable(objective.config_dict())},
-        agent_heads={"y_size": int(objective.heads.y_size)},
+        agent_heads=objective.heads.to_json(),
         eta_spec=spec,
         eta_num_params=int(sum(int(np.prod(s["shape"])) for s in spec)),
         saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -398,7 +399,7 @@ def load_objective(path: str | os.PathLike) -> tuple[Any, Any, dict[str, Any]]:
         objective = objectives.make(name, **_config_values(config))
     except UserInputError as e:
         raise CheckpointError(f"objective checkpoint {where} cannot be rebuilt: {_one_line(e)}") from None
-    check_agent_heads(meta, objective.heads.y_size, where=where, what="the rebuilt objective")
+    check_agent_heads(meta, objective.heads, where=where, what="the rebuilt objective")
 
     abstract = jax.eval_shape(objective.init, jax.random.PRNGKey(0))
     expected = _tree_spec(abstract)
@@ -449,29 +450,36 @@ def _spec_difference(saved: list[dict], expected: list[dict]) -> str:
     return "the leaves are in a different order"
 
 
+def _heads_text(heads: AgentHeads) -> str:
+    text = f"y_size={heads.y_size}"
+    return text + "".join(f", {h.name}={h.size}{'xA' if h.per_action else ''}" for h in heads.extra)
+
+
 def check_agent_heads(
-    metadata_or_objective: Any, y_size: int, *, where: str | None = None, what: str = "the agent"
+    metadata_or_objective: Any, agent: AgentHeads | int, *, where: str | None = None, what: str = "the agent"
 ) -> None:
-    """Raises ``CheckpointError`` unless an agent with y head size ``y_size`` fits the objective.
+    """Raises ``CheckpointError`` unless an agent with heads ``agent`` fits the objective.
 
     Args:
       metadata_or_objective: an objective checkpoint's metadata dict (its
         ``agent_heads``) or an ``Objective`` (its ``heads``).
-      y_size: size of the agent's y head (0 = none), e.g. ``agent.network.y_size``.
+      agent: the agent's heads (``AgentHeads``), or just the size of its y head (0 = none).
     """
+    agent = agent if isinstance(agent, AgentHeads) else AgentHeads(y_size=int(agent))
     if isinstance(metadata_or_objective, Mapping):
-        heads = metadata_or_objective.get("agent_heads") or {}
-        expected = heads.get("y_size", 0) if isinstance(heads, Mapping) else None
-        if not isinstance(expected, int):
+        recorded = metadata_or_objective.get("agent_heads") or {}
+        try:
+            expected = AgentHeads.from_json(recorded)
+        except (AttributeError, TypeError, ValueError, KeyError):
             raise CheckpointError(
                 f"objective checkpoint{' ' + where if where else ''} has corrupted metadata (agent_heads)"
-            )
+            ) from None
         source = "objective checkpoint" + (f" {where}" if where else "")
     else:
-        expected = int(metadata_or_objective.heads.y_size)
+        expected = metadata_or_objective.heads
         source = f"objective {getattr(metadata_or_objective, 'name', '?')!r}"
-    if int(y_size) != expected:
-        raise CheckpointError(f"{source} expects agent heads y_size={expected} but {what} has y_size={int(y_size)}")
+    if agent != expected:
+        raise CheckpointError(f"{source} expects agent heads {_heads_text(expected)} but {what} has {_heads_text(agent)}")
 
 
 # --------------------------------------------------------------------------- training checkpoints

@@ -85,8 +85,9 @@ def initialize_from_env(command: Any = None) -> bool:
     """Joins the multi-process run the ``LPG_*`` variables describe (once); returns whether they are set.
 
     Call before any JAX computation. ``command`` (a parsed CLI command, or
-    None) must be one that supports several processes: ``lpg discover
-    offline``. On CPU, cross-process collectives use gloo.
+    None) must be one that supports several processes: a command class with
+    ``MULTI_PROCESS = True`` (``lpg discover offline``). On CPU, cross-process
+    collectives use gloo.
 
     Raises:
       InvalidConfigError: malformed variables, or a command that runs in one process only.
@@ -94,13 +95,8 @@ def initialize_from_env(command: Any = None) -> bool:
     env = distributed_env()
     if env is None:
         return False
-    if command is not None:
-        from training.offline_commands import DiscoverOfflineCommand
-
-        if not isinstance(getattr(command, "what", command), DiscoverOfflineCommand):
-            raise InvalidConfigError(
-                f"only `lpg discover offline` runs on several processes; unset {', '.join(ENV_VARS)}"
-            )
+    if command is not None and not getattr(getattr(command, "what", command), "MULTI_PROCESS", False):
+        raise InvalidConfigError(f"only `lpg discover offline` runs on several processes; unset {', '.join(ENV_VARS)}")
     if jax.distributed.is_initialized():
         return True
     if jax.config.values.get("jax_cpu_collectives_implementation") in (None, "none"):
@@ -275,6 +271,9 @@ class ScratchRunDir(RunDir):
 
     def read_metrics(self):
         return []
+
+    def truncate_metrics(self, rows) -> None:
+        pass
 
     def close(self) -> None:
         super().close()

@@ -17,13 +17,16 @@ Torsos:
   torso, 0.01 on the policy and y heads (a near-uniform first policy) and 1 on
   the value head; zero biases. The other torsos keep flax's defaults.
 
-Heads: policy logits [A], value [], and, when ``y_size > 0``, the logits of
-LPG's categorical prediction y(s) [m].
+Heads: policy logits [A], value [], and the heads the objective declares
+(``lpg.types.AgentHeads``): the logits of LPG's categorical prediction y(s)
+[m] when ``y_size > 0``, and each extra head by name (``AgentOutput.extra``:
+``[size]``, or ``[size, A]`` for a per-action head).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +37,7 @@ import jax.numpy as jnp
 
 from lpg.envs.base import EnvSpec
 from lpg.errors import InvalidConfigError
-from lpg.types import AgentOutput
+from lpg.types import AgentHeads, AgentOutput, Head
 from lpg.validation import NON_NEGATIVE_INT, POSITIVE_INT, Range, check_ranges, check_value
 
 TORSOS = ("auto", "tabular", "mlp", "snake_conv", "nature_cnn")
@@ -99,7 +102,7 @@ _TORSO_GAIN = 2.0**0.5  # ReLU gain of the orthogonal initialisation (nature_cnn
 
 class _Heads(nn.Module):
     num_actions: int
-    y_size: int
+    heads: AgentHeads
     head_hidden: int
     orthogonal: bool = False  # nature_cnn: output gains 0.01 (policy, y) and 1 (value)
 
@@ -115,8 +118,18 @@ class _Heads(nn.Module):
 
         logits = head(self.num_actions, "policy", 0.01)
         value = head(1, "value", 1.0)[..., 0]
-        y_logits = head(self.y_size, "y", 0.01) if self.y_size else jnp.zeros(h.shape[:-1] + (0,), h.dtype)
-        return AgentOutput(logits=logits, value=value, y_logits=y_logits)
+        y_size = self.heads.y_size
+        y_logits = head(y_size, "y", 0.01) if y_size else jnp.zeros(h.shape[:-1] + (0,), h.dtype)
+        extra = {}
+        for spec in self.heads.extra:
+            out = head(spec.width(self.num_actions), spec.name, 0.01)
+            extra[spec.name] = _shape_head(out, spec, self.num_actions)
+        return AgentOutput(logits=logits, value=value, y_logits=y_logits, extra=extra)
+
+
+def _shape_head(out: chex.Array, spec: Head, num_actions: int) -> chex.Array:
+    """A head's flat output ``[..., width]`` as ``[..., size]`` or ``[..., size, A]`` (per-action heads)."""
+    return out.reshape(out.shape[:-1] + ((spec.size, num_actions) if spec.per_action else (spec.size,)))
 
 
 class AgentNetwork(nn.Module):
@@ -124,7 +137,7 @@ class AgentNetwork(nn.Module):
 
     num_actions: int
     torso: str
-    y_size: int = 0
+    heads: AgentHeads = AgentHeads()
     num_observations: int = 0
     hidden_sizes: tuple[int, ...] = (64, 64)
     head_hidden: int = 0
@@ -132,13 +145,14 @@ class AgentNetwork(nn.Module):
     @nn.compact
     def __call__(self, obs: chex.Array) -> AgentOutput:
         if self.torso == "tabular":
-            # One table row per state: [logits | value | y_logits], zero-initialised
+            # One table row per state: [logits | value | y_logits | extra heads], zero-initialised
             # so every tabular agent starts from the uniform policy and v = 0.
-            width = self.num_actions + 1 + self.y_size
-            table = self.param("table", nn.initializers.zeros, (self.num_observations, width))
-            row = table[obs]
-            logits, value, y_logits = jnp.split(row, [self.num_actions, self.num_actions + 1], axis=-1)
-            return AgentOutput(logits=logits, value=value[..., 0], y_logits=y_logits)
+            widths = [self.num_actions, 1, self.heads.y_size] + [h.width(self.num_actions) for h in self.heads.extra]
+            table = self.param("table", nn.initializers.zeros, (self.num_observations, sum(widths)))
+            parts = jnp.split(table[obs], list(itertools.accumulate(widths[:-1])), axis=-1)
+            logits, value, y_logits = parts[:3]
+            extra = {h.name: _shape_head(x, h, self.num_actions) for h, x in zip(self.heads.extra, parts[3:])}
+            return AgentOutput(logits=logits, value=value[..., 0], y_logits=y_logits, extra=extra)
         if self.torso == "mlp":
             h = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
             for width in self.hidden_sizes:
@@ -158,7 +172,7 @@ class AgentNetwork(nn.Module):
             h = nn.relu(nn.Dense(512, kernel_init=init)(h.reshape(h.shape[0], -1)))
         else:
             raise InvalidConfigError(f"unknown torso {self.torso!r}")
-        return _Heads(self.num_actions, self.y_size, self.head_hidden, orthogonal=self.torso == "nature_cnn")(h)
+        return _Heads(self.num_actions, self.heads, self.head_hidden, orthogonal=self.torso == "nature_cnn")(h)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,8 +212,8 @@ class Agent:
         return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
 
 
-def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), y_size: int = 0) -> Agent:
-    """Builds the agent network for ``spec`` with a y head of size ``y_size`` (0 = none).
+def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), heads: AgentHeads = AgentHeads()) -> Agent:
+    """Builds the agent network for ``spec`` with the ``heads`` an objective declares (``objective.heads``).
 
     Raises:
       InvalidConfigError: ``config`` is invalid (``NetworkConfig.validate``) or its torso does not fit ``spec``.
@@ -210,7 +224,7 @@ def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), y_size: i
     network = AgentNetwork(
         num_actions=spec.num_actions,
         torso=torso,
-        y_size=y_size,
+        heads=heads,
         num_observations=spec.num_observations or 0,
         hidden_sizes=tuple(config.hidden_sizes),
         head_hidden=head_hidden,

@@ -148,6 +148,7 @@ class RunDir:
         self.path = Path(path)
         self._tb = None
         self._metrics_file = None
+        self.metrics_rows = len(self.read_metrics())  # rows in metrics.jsonl (a resumed run's included)
 
     @classmethod
     def prepare(cls, out: str | os.PathLike, config: Any, *, allow_existing_same: bool = True) -> RunDir:
@@ -206,12 +207,37 @@ class RunDir:
         """Appends one point to metrics.jsonl and TensorBoard (scalars only there)."""
         row = {"step": int(step), **to_jsonable(dict(metrics))}
         if self._metrics_file is None:
-            self._metrics_file = open(self.path / "metrics.jsonl", "a", buffering=1)
+            self._metrics_file = open(self.path / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115 (kept open)
         self._metrics_file.write(json.dumps(row) + "\n")
+        self.metrics_rows += 1
+        self._tensorboard_row(row)
+
+    def _tensorboard_row(self, row: Mapping[str, Any]) -> None:
         tb = self._tensorboard()
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                tb.add_scalar(key, value, int(step))
+                tb.add_scalar(key, value, int(row["step"]))
+
+    def truncate_metrics(self, rows: int | None) -> None:
+        """Keeps the first ``rows`` rows of metrics.jsonl (None: all) and rewrites the TensorBoard events from them.
+
+        A resumed run calls it with the rows logged up to its checkpoint, so
+        rows logged after the checkpoint (and before the kill) are not repeated.
+        """
+        self.close()
+        kept = self.read_metrics()
+        if rows is not None:
+            kept = kept[: int(rows)]
+        for events in self.path.glob("events.out.tfevents.*"):
+            events.unlink()
+        path = self.path / "metrics.jsonl"
+        if kept or path.exists():
+            tmp = path.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            os.replace(tmp, path)
+        self.metrics_rows = len(kept)
+        for row in kept:
+            self._tensorboard_row(row)
 
     def _tensorboard(self):
         if self._tb is None:

@@ -27,6 +27,10 @@ episode, so there is nothing correct to bootstrap from.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 import chex
 import jax.numpy as jnp
 from flax import struct
@@ -50,6 +54,60 @@ class TimeStep:
     done: chex.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """An extra output head of the agent network, besides the policy logits and the value.
+
+    Attributes:
+      name: the key of its output in ``AgentOutput.extra``.
+      size: output units; the output is ``[..., size]``.
+      per_action: the output is ``[..., size, A]`` (one value per action, e.g.
+        the logits of auxiliary policies).
+    """
+
+    name: str
+    size: int
+    per_action: bool = False
+
+    def width(self, num_actions: int) -> int:
+        """Output units of the head's final layer."""
+        return self.size * (num_actions if self.per_action else 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentHeads:
+    """The heads an objective needs the agent network to have, besides policy and value.
+
+    Attributes:
+      y_size: size m of LPG's categorical prediction vector y(s)
+        (``AgentOutput.y_logits``); 0 = none.
+      extra: further heads (``AgentOutput.extra[head.name]``), e.g. STACX's
+        auxiliary policies and values or a GVF head for auxiliary questions.
+    """
+
+    y_size: int = 0
+    extra: tuple[Head, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The checkpoint metadata form: ``{"y_size": m}``, plus ``"extra"`` when there are extra heads."""
+        out: dict[str, Any] = {"y_size": int(self.y_size)}
+        if self.extra:
+            out["extra"] = [dataclasses.asdict(h) for h in self.extra]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AgentHeads:
+        """Inverse of ``to_json``; raises ``ValueError`` on malformed data."""
+        y_size = data.get("y_size", 0)
+        if not isinstance(y_size, int) or isinstance(y_size, bool) or y_size < 0:
+            raise ValueError(f"y_size is {y_size!r}")
+        extra = tuple(
+            Head(str(h["name"]), int(h["size"]), bool(h.get("per_action", False))) for h in data.get("extra", [])
+        )
+        return cls(y_size, extra)
+
+
+
 @struct.dataclass
 class AgentOutput:
     """Outputs of the agent network for a batch of observations.
@@ -59,11 +117,14 @@ class AgentOutput:
       value: [...] state-value estimate v(s).
       y_logits: [..., m] logits of LPG's categorical prediction vector y(s);
         shape [..., 0] when the agent has no y head.
+      extra: the further heads an objective declares (``objectives.base.Head``),
+        by name: ``[..., size]`` or ``[..., size, A]`` for per-action heads.
     """
 
     logits: chex.Array
     value: chex.Array
     y_logits: chex.Array
+    extra: dict[str, chex.Array] = struct.field(default_factory=dict)
 
 
 @struct.dataclass

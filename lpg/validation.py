@@ -1,12 +1,25 @@
-"""Range checks of configuration values, shared by objective and network configs.
+"""Declared ranges of configuration values, checked when a config is built.
 
-A config dataclass names the valid range of each numeric field::
+Every frozen config dataclass of the framework (objective, network, trainer,
+discovery and command options) derives from ``Config`` and names the valid
+range of each numeric field::
 
-    check_ranges("objective a2c", config, {"gamma": UNIT, "value_weight": NON_NEGATIVE})
+    @dataclasses.dataclass(frozen=True)
+    class TrainConfig(Config):
+        WHAT = "training"
+        RANGES = {"num_envs": POSITIVE_COUNT, "unroll_length": POSITIVE_COUNT}
+        num_envs: int = 32
+        unroll_length: int = 20
 
-and an out-of-range value raises ``InvalidConfigError`` with one line such as
-``objective a2c: gamma must be in [0, 1], got 2.0``. Every range also requires
-a finite number (not NaN or inf, not a bool); integer ranges a whole number.
+Building one with a value outside its range (directly, by
+``dataclasses.replace`` or from the command line, whose parser builds these
+dataclasses) raises ``InvalidConfigError`` with one line such as
+``training: num_envs must be positive, got 0``. Command options set
+``FLAGS = True`` so messages name the flag (``--num-envs must be positive,
+got 0``). Every range also requires a finite number (not NaN or inf, not a
+bool); integer ranges a whole number. ``None`` (an optional field left to its
+default) is always accepted. Checks that relate several fields go in
+``check()``.
 """
 
 from __future__ import annotations
@@ -15,32 +28,41 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from lpg.errors import InvalidConfigError
 
 __all__ = [
+    "AT_LEAST_ONE",
     "NON_NEGATIVE",
     "NON_NEGATIVE_INT",
     "OPEN_UNIT",
     "POSITIVE",
+    "POSITIVE_COUNT",
     "POSITIVE_INT",
+    "POSITIVE_NUMBER",
     "UNIT",
+    "Config",
     "Range",
     "check_ranges",
     "check_value",
+    "flag",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """The numbers from ``low`` to ``high`` (each end open or closed); ``integer``: whole numbers only."""
+    """The numbers from ``low`` to ``high`` (each end open or closed); ``integer``: whole numbers only.
+
+    ``text`` replaces the generated wording in messages (e.g. ``"positive"``).
+    """
 
     low: float
     high: float = math.inf
     open_low: bool = False
     open_high: bool = False
     integer: bool = False
+    text: str = ""
 
     def __contains__(self, value: Any) -> bool:
         kind = numbers.Integral if self.integer else numbers.Real
@@ -51,6 +73,8 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
+        if self.text:
+            return self.text
         low = f"{self.low:g}"
         if self.high == math.inf:
             bound = f"{'>' if self.open_low else '>='} {low}"
@@ -63,17 +87,65 @@ UNIT = Range(0.0, 1.0)  # discounts, lambdas, probabilities
 OPEN_UNIT = Range(0.0, 1.0, open_low=True, open_high=True)  # initial values of sigmoid-parameterised meta-parameters
 NON_NEGATIVE = Range(0.0)  # loss weights and coefficients; reward_clip (0 = off)
 POSITIVE = Range(0.0, open_low=True)  # clipping thresholds, scales
-POSITIVE_INT = Range(1, integer=True)  # layer widths, sizes, counts
-NON_NEGATIVE_INT = Range(0, integer=True)  # widths where 0 means "none"
+POSITIVE_NUMBER = Range(0.0, open_low=True, text="positive")  # learning rates, standard deviations
+POSITIVE_INT = Range(1, integer=True)  # layer widths, sizes
+POSITIVE_COUNT = Range(1, integer=True, text="positive")  # counts of steps, seeds, environments
+AT_LEAST_ONE = Range(1, integer=True, text=">= 1")  # counts where 0 would mean nothing at all
+NON_NEGATIVE_INT = Range(0, integer=True)  # widths and counts where 0 means "none"
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field: ``num_envs`` -> ``--num-envs``."""
+    return "--" + name.replace("_", "-")
 
 
 def check_value(what: str, name: str, value: Any, valid: Range) -> None:
-    """Raises ``InvalidConfigError`` ``"{what}: {name} must be {valid}, got {value!r}"`` when ``value`` is not in ``valid``."""
+    """Raises ``InvalidConfigError`` (``"{what}: {name} must be {valid}, got {value!r}"``) if ``value`` is invalid.
+
+    ``what`` empty: the message starts with ``name``.
+    """
     if value not in valid:
-        raise InvalidConfigError(f"{what}: {name} must be {valid}, got {value!r}")
+        prefix = f"{what}: " if what else ""
+        raise InvalidConfigError(f"{prefix}{name} must be {valid}, got {value!r}")
 
 
-def check_ranges(what: str, config: Any, ranges: Mapping[str, Range]) -> None:
-    """Checks ``getattr(config, name)`` against each ``ranges[name]`` (see ``check_value``)."""
+def check_ranges(what: str, config: Any, ranges: Mapping[str, Range], *, flags: bool = False) -> None:
+    """Checks ``getattr(config, name)`` against each ``ranges[name]`` (see ``check_value``); None passes.
+
+    A tuple field is checked element by element (``each hidden size must be ...``).
+    """
     for name, valid in ranges.items():
-        check_value(what, name, getattr(config, name), valid)
+        value = getattr(config, name)
+        label = flag(name) if flags else name
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            for item in value:
+                check_value(what, f"each of {label}", item, valid)
+        else:
+            check_value(what, label, value, valid)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of the frozen config dataclasses: every instance is range-checked when built.
+
+    Subclasses set ``WHAT`` (the message prefix, e.g. ``"objective a2c"``; empty
+    for command options), ``RANGES`` (field name -> ``Range``) and, for command
+    options, ``FLAGS = True``; checks that relate several fields go in ``check()``.
+    """
+
+    WHAT: ClassVar[str] = ""
+    RANGES: ClassVar[Mapping[str, Range]] = {}
+    FLAGS: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        check_ranges(self.WHAT, self, self.RANGES, flags=self.FLAGS)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks (default: none); raise ``InvalidConfigError``."""
+
+    def error(self, message: str) -> InvalidConfigError:
+        """An ``InvalidConfigError`` with this config's ``WHAT`` prefix."""
+        return InvalidConfigError(f"{self.WHAT}: {message}" if self.WHAT else message)

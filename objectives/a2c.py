@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
-from objectives import register, replace_config
-from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Metrics, ObjectiveConfig
+from objectives import register
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Hyper, Metrics, ObjectiveConfig
 from objectives.losses import actor_critic_loss, lambda_returns
 
 Scalar = Union[float, chex.Array]
@@ -101,19 +101,17 @@ def a2c_loss(
     return loss, metrics
 
 
+@register
 class A2C(HandDesignedObjective):
     """Advantage actor-critic with TD(lambda) targets."""
 
     name = "a2c"
     description = "Advantage actor-critic with TD(lambda) value targets (hand-designed baseline)."
+    Config = A2CConfig
 
-    def __init__(self, config: A2CConfig = A2CConfig()):
-        super().__init__(config)
-
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
-        del eta
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
+    ) -> tuple[chex.Array, Metrics]:
+        del eta, hyper
         c = self.config
         return a2c_loss(rollout, agent_out, c.gamma, c.td_lambda, c.value_weight, c.entropy_weight, c.reward_clip)
-
-
-register("a2c", lambda **overrides: A2C(replace_config(A2CConfig(), **overrides)), A2C.description)

@@ -37,9 +37,9 @@ import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from lpg.validation import NON_NEGATIVE, POSITIVE_INT
-from objectives import register, replace_config
+from objectives import register
 from objectives.a2c import clip_rewards
-from objectives.base import ACTOR_CRITIC_RANGES, Eta, Metrics, Objective, ObjectiveConfig
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, Hyper, Metrics, Objective, ObjectiveConfig, Supports
 from objectives.losses import actor_critic_loss, lambda_returns
 
 __all__ = ["Frodo", "FrodoConfig", "consistency_loss"]
@@ -95,20 +95,23 @@ class _Head(nn.Module):
         return nn.Dense(1, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)[..., 0]
 
 
+@register
 class Frodo(Objective):
     """FRODO: targets from a backward-recurrent network learned online (Xu et al. 2020)."""
 
     name = "frodo"
-    description = "FRODO: targets G_t from a backward GRU target network learned online, consistency-regularised (Xu et al. 2020)."
+    description = (
+        "FRODO: targets G_t from a backward GRU target network learned online, "
+        "consistency-regularised (Xu et al. 2020)."
+    )
+    Config = FrodoConfig
+    supports = Supports(online=True, offline=True)
+    learned = True
 
-    def __init__(self, config: FrodoConfig = FrodoConfig()):
-        self.config = config
-        self._cell = nn.GRUCell(features=config.hidden_size)
+    def __init__(self, config: FrodoConfig | None = None):
+        super().__init__(config)
+        self._cell = nn.GRUCell(features=self.config.hidden_size)
         self._head = _Head()
-
-    @property
-    def is_learned(self) -> bool:
-        return True
 
     def init(self, key: chex.PRNGKey) -> Eta:
         cell_key, head_key = jax.random.split(key)
@@ -116,7 +119,7 @@ class Frodo(Objective):
         x = jnp.zeros((1, NUM_INPUTS), jnp.float32)
         return {"cell": self._cell.init(cell_key, h, x), "head": self._head.init(head_key, h)}
 
-    def targets(self, eta: Eta, rollout: Rollout, value: chex.Array) -> tuple[chex.Array, chex.Array]:
+    def returns(self, eta: Eta, rollout: Rollout, value: chex.Array) -> tuple[chex.Array, chex.Array]:
         """(G [T, B], base lambda-return [T, B]) for a rollout; ``value`` [T+1, B] is stop-gradiented here."""
         c = self.config
         value = jax.lax.stop_gradient(value)
@@ -136,11 +139,18 @@ class Frodo(Objective):
         _, hs = jax.lax.scan(body, h0, (inputs, env_discount.astype(dtype)), reverse=True)
         return base + self._head.apply(eta["head"], hs), base
 
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
+    def targets(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> chex.Array:
+        """The targets G [T, B] the agent follows (no gradient to ``agent_out``)."""
+        return self.returns(eta, rollout, agent_out.value)[0]
+
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
+    ) -> tuple[chex.Array, Metrics]:
+        del hyper
         assert_rollout_shapes(rollout)
         chex.assert_shape(agent_out.value, rollout.reward.shape)
         c = self.config
-        targets, base = self.targets(eta, rollout, agent_out.value)
+        targets, base = self.returns(eta, rollout, agent_out.value)
         advantages = targets - jax.lax.stop_gradient(agent_out.value[:-1])
         loss, metrics = actor_critic_loss(
             agent_out.logits[:-1],
@@ -157,7 +167,7 @@ class Frodo(Objective):
         c = self.config
         if not c.consistency_weight:
             return jnp.zeros((), jnp.float32), {}
-        targets, _ = self.targets(eta, rollout, agent_out.value)
+        targets, _ = self.returns(eta, rollout, agent_out.value)
         r_t = clip_rewards(rollout.reward[1:], c.reward_clip)
         cons = consistency_loss(targets, r_t, c.gamma * rollout.discount[1:])
         return c.consistency_weight * cons, {"consistency": cons}
@@ -166,5 +176,3 @@ class Frodo(Objective):
         head = eta["head"]["params"]["Dense_0"]
         return {"head_norm": jnp.sqrt(jnp.sum(jnp.square(head["kernel"])) + jnp.square(head["bias"]).sum())}
 
-
-register("frodo", lambda **overrides: Frodo(replace_config(FrodoConfig(), **overrides)), Frodo.description)

@@ -29,8 +29,11 @@ follows the targets; ``pi_hat`` and ``y_hat`` stay differentiable in ``eta``.
 Meta-objective regularisers (Oh et al. 2020, eq. 2; GROOVE's tuned values):
 ``- beta1 H(y) + beta2 ||pi_hat||^2 + beta3 ||y_hat||^2`` come from
 ``meta_regulariser``; the policy entropy bonus ``beta0 H(pi)`` is part of the
-trainer's policy-gradient meta-loss (``training/offline.py``), because it is
-not LPG-specific.
+trainer's policy-gradient meta-loss (``training/offline``), because it is not
+LPG-specific; the objective gives its weight as ``meta_entropy_weight``.
+
+``alpha_y`` is a per-lifetime hyper-parameter (``lifetime_hypers``): offline
+discovery draws it log-uniformly in [0.25, 1] per lifetime by default.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ import jax.numpy as jnp
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from lpg.validation import NON_NEGATIVE, POSITIVE_INT, UNIT
-from objectives import register, replace_config
-from objectives.base import AgentHeads, Eta, Metrics, Objective, ObjectiveConfig
+from objectives import register
+from objectives.base import AgentHeads, Eta, Hyper, Metrics, Objective, ObjectiveConfig, Supports
 from objectives.losses import entropy, log_prob
 
 __all__ = ["LPG", "PAPER_HIDDEN_SIZE", "LPGConfig", "LPGNetwork", "lpg_inputs"]
 
 PAPER_HIDDEN_SIZE = 256
+ALPHA_Y_RANGE = (0.25, 1.0)  # per-lifetime range of alpha_y in offline discovery (log-uniform)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,23 +149,32 @@ def lpg_inputs(rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, ..
     return r_t, d_t, pi_a, y[:-1], y[1:]
 
 
+@register
 class LPG(Objective):
     """LPG: a backward LSTM produces the agent's policy and y targets."""
 
     name = "lpg"
     description = "Learned Policy Gradient: backward-LSTM meta-network outputs pi_hat and y_hat (Oh et al. 2020)."
+    Config = LPGConfig
+    supports = Supports(online=True, offline=True)
+    learned = True
 
-    def __init__(self, config: LPGConfig = LPGConfig()):
-        self.config = config
-        self.network = LPGNetwork(config.hidden_size, config.y_size, config.phi_hidden, config.gamma)
+    def __init__(self, config: LPGConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        self.network = LPGNetwork(c.hidden_size, c.y_size, c.phi_hidden, c.gamma)
 
     @property
     def heads(self) -> AgentHeads:
         return AgentHeads(y_size=self.config.y_size)
 
+    def lifetime_hypers(self) -> dict[str, tuple[float, float]]:
+        """``alpha_y``, drawn log-uniformly in [0.25, 1] per lifetime (geometric mean 0.5, the default)."""
+        return {"alpha_y": ALPHA_Y_RANGE}
+
     @property
-    def is_learned(self) -> bool:
-        return True
+    def meta_entropy_weight(self) -> float:
+        return self.config.beta0
 
     def init(self, key: chex.PRNGKey) -> Eta:
         m = self.config.y_size
@@ -175,17 +188,15 @@ class LPG(Objective):
         chex.assert_shape(agent_out.y_logits, rollout.reward.shape + (self.config.y_size,))
         return self.network.apply(eta, *lpg_inputs(rollout, agent_out))
 
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
-        return self.agent_loss_with(eta, rollout, agent_out, self.config.alpha_y)
-
-    def agent_loss_with(
-        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, alpha_y
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
     ) -> tuple[chex.Array, Metrics]:
-        """The agent loss with an explicit (possibly traced, per-lifetime) ``alpha_y``.
+        """``L = -mean(log pi(a_t|s_t) pi_hat_t) + alpha_y mean(KL(y_t || y_hat_t))`` (Oh et al. 2020, eq. 1).
 
-        ``L = -mean(log pi(a_t|s_t) pi_hat_t) + alpha_y mean(KL(y_t || y_hat_t))``
-        (Oh et al. 2020, eq. 1); differentiable in the agent's parameters and in eta.
+        ``alpha_y`` is ``hyper["alpha_y"]`` (possibly traced, per lifetime) or
+        the config's; differentiable in the agent's parameters and in eta.
         """
+        alpha_y = self.hyper(hyper)["alpha_y"]
         pi_hat, y_hat_logits = self.targets(eta, rollout, agent_out)
         log_pi_a = log_prob(agent_out.logits[:-1], rollout.action[:-1])
         log_y = jax.nn.log_softmax(agent_out.y_logits[:-1], axis=-1)
@@ -225,5 +236,3 @@ class LPG(Objective):
         sq = sum(jnp.sum(jnp.square(x)) for x in leaves)
         return {"eta_norm": jnp.sqrt(sq)}
 
-
-register("lpg", lambda **overrides: LPG(replace_config(LPGConfig(), **overrides)), LPG.description)

@@ -33,9 +33,9 @@ import jax.numpy as jnp
 from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from lpg.validation import NON_NEGATIVE, OPEN_UNIT, POSITIVE_INT
-from objectives import register, replace_config
+from objectives import register
 from objectives.a2c import a2c_loss
-from objectives.base import ACTOR_CRITIC_RANGES, Eta, Metrics, Objective, ObjectiveConfig
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, Hyper, Metrics, Objective, ObjectiveConfig, Supports
 from objectives.losses import actor_critic_loss
 
 __all__ = ["MGRL", "MGRLConfig", "PerStateGamma", "PerStateGammaConfig", "logit", "per_state_gamma_targets"]
@@ -73,18 +73,15 @@ class MGRLConfig(ObjectiveConfig):
     reward_clip: float = 0.0
 
 
+@register
 class MGRL(Objective):
     """A2C whose gamma and lambda are sigmoid-parameterised meta-parameters (Xu et al. 2018)."""
 
     name = "mgrl"
     description = "Meta-gradient RL: A2C with gamma and lambda learned online by meta-gradients (Xu et al. 2018)."
-
-    def __init__(self, config: MGRLConfig = MGRLConfig()):
-        self.config = config
-
-    @property
-    def is_learned(self) -> bool:
-        return True
+    Config = MGRLConfig
+    supports = Supports(online=True, offline=True)
+    learned = True
 
     def init(self, key: chex.PRNGKey) -> Eta:
         del key
@@ -96,7 +93,10 @@ class MGRL(Objective):
     def hyper_parameters(self, eta: Eta) -> dict[str, chex.Array]:
         return {"gamma": jax.nn.sigmoid(eta["gamma_logit"]), "td_lambda": jax.nn.sigmoid(eta["lambda_logit"])}
 
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
+    ) -> tuple[chex.Array, Metrics]:
+        del hyper
         c = self.config
         h = self.hyper_parameters(eta)
         return a2c_loss(rollout, agent_out, h["gamma"], h["td_lambda"], c.value_weight, c.entropy_weight, c.reward_clip)
@@ -161,28 +161,45 @@ def per_state_gamma_targets(
     return jnp.sum(jnp.where(mask, terms, 0.0), axis=1)
 
 
+@register
 class PerStateGamma(Objective):
-    """Value prediction with one meta-learned discount per state (Bonnet et al. 2022, App. C.1)."""
+    """Value prediction with one meta-learned discount per state (Bonnet et al. 2022, App. C.1).
+
+    It supports no discovery command: its outer loss is a value regression
+    (Bonnet et al. eq. 2), not the policy-gradient outer loss of ``lpg discover
+    online``; ``lpg experiment mrp-gamma`` runs it.
+    """
 
     name = "mgrl_per_state_gamma"
-    description = "Per-state discounts gamma_i = sigmoid(eta_i) of a value-prediction target (MRP of Xu et al. 2018; Bonnet et al. 2022)."
+    description = (
+        "Per-state discounts gamma_i = sigmoid(eta_i) of a value-prediction target "
+        "(MRP of Xu et al. 2018; Bonnet et al. 2022); run by `lpg experiment mrp-gamma`."
+    )
+    Config = PerStateGammaConfig
+    learned = True
 
-    def __init__(self, config: PerStateGammaConfig = PerStateGammaConfig()):
-        self.config = config
-
-    @property
-    def is_learned(self) -> bool:
-        return True
+    def check_env(self, spec) -> None:
+        """Needs tabular observations (state indices) below ``num_states``."""
+        if not spec.is_tabular or spec.num_observations != self.config.num_states:
+            raise InvalidConfigError(
+                f"objective {self.name}: needs a tabular environment with num_states = {self.config.num_states} "
+                f"states; {spec.name} has {spec.num_observations or 'non-tabular'} observations"
+            )
 
     def init(self, key: chex.PRNGKey) -> Eta:
         del key
         return {"gamma_logits": jnp.full((self.config.num_states,), logit(self.config.gamma_init), jnp.float32)}
 
-    def targets(self, eta: Eta, rollout: Rollout) -> chex.Array:
+    def targets(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput | None = None) -> chex.Array:
+        """``g_eta(s_t)`` [T, B] (no agent output enters it)."""
+        del agent_out
         gammas = jax.nn.sigmoid(eta["gamma_logits"])
         return per_state_gamma_targets(gammas, rollout.observation[:-1], rollout.reward[1:], rollout.discount[1:])
 
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
+    ) -> tuple[chex.Array, Metrics]:
+        del hyper
         assert_rollout_shapes(rollout)
         chex.assert_shape(agent_out.value, rollout.reward.shape)
         targets = self.targets(eta, rollout)
@@ -203,10 +220,3 @@ class PerStateGamma(Objective):
         gammas = jax.nn.sigmoid(eta["gamma_logits"])
         return {f"gamma_{i}": gammas[i] for i in range(self.config.num_states)}
 
-
-register("mgrl", lambda **overrides: MGRL(replace_config(MGRLConfig(), **overrides)), MGRL.description)
-register(
-    "mgrl_per_state_gamma",
-    lambda **overrides: PerStateGamma(replace_config(PerStateGammaConfig(), **overrides)),
-    PerStateGamma.description,
-)

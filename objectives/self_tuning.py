@@ -24,9 +24,9 @@ import jax.numpy as jnp
 from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from lpg.validation import NON_NEGATIVE, POSITIVE, Range, check_value
-from objectives import register, replace_config
+from objectives import register
 from objectives.a2c import a2c_loss, clip_rewards
-from objectives.base import Eta, Metrics, Objective, ObjectiveConfig
+from objectives.base import Eta, Hyper, Metrics, Objective, ObjectiveConfig, Supports
 from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 from objectives.mgrl import logit
 
@@ -90,10 +90,9 @@ class SelfTuningConfig(ObjectiveConfig):
     rho_bar: float = 1.0
     reward_clip: float = 0.0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.base not in ("a2c", "vtrace"):
             raise InvalidConfigError(f"objective self_tuning: base must be a2c or vtrace, got {self.base!r}")
-        super().__post_init__()
         for name in _NAMES:  # alpha too with base a2c, where it is unused
             scale = getattr(self, f"{name}_scale")
             check_value(
@@ -138,18 +137,18 @@ def leaky_vtrace_loss(
     return loss, dict(metrics, mean_rho=rho.mean())
 
 
+@register
 class SelfTuning(Objective):
     """Self-tuning actor-critic: all loss hyper-parameters meta-learned (Zahavy et al. 2020)."""
 
     name = "self_tuning"
-    description = "Self-tuning actor-critic (STAC): gamma, lambda, loss weights (and leaky V-trace alpha) as sigmoid(eta) x outer scale."
-
-    def __init__(self, config: SelfTuningConfig = SelfTuningConfig()):
-        self.config = config
-
-    @property
-    def is_learned(self) -> bool:
-        return True
+    description = (
+        "Self-tuning actor-critic (STAC): gamma, lambda, loss weights (and leaky V-trace alpha) "
+        "as sigmoid(eta) x outer scale."
+    )
+    Config = SelfTuningConfig
+    supports = Supports(online=True, offline=True)
+    learned = True
 
     def init(self, key: chex.PRNGKey) -> Eta:
         del key
@@ -163,7 +162,10 @@ class SelfTuning(Objective):
         c = self.config
         return {name: jax.nn.sigmoid(eta[name]) * getattr(c, f"{name}_scale") for name in _names(c.base)}
 
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
+    ) -> tuple[chex.Array, Metrics]:
+        del hyper
         c = self.config
         h = self.hyper_parameters(eta)
         if c.base == "a2c":
@@ -185,9 +187,3 @@ class SelfTuning(Objective):
     def describe_eta(self, eta: Eta) -> Metrics:
         return self.hyper_parameters(eta)
 
-
-register(
-    "self_tuning",
-    lambda **overrides: SelfTuning(replace_config(SelfTuningConfig(), **overrides)),
-    SelfTuning.description,
-)

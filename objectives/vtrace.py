@@ -18,9 +18,9 @@ import jax
 
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from lpg.validation import POSITIVE
-from objectives import register, replace_config
+from objectives import register
 from objectives.a2c import clip_rewards
-from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Metrics, ObjectiveConfig
+from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Hyper, Metrics, ObjectiveConfig
 from objectives.losses import actor_critic_loss, log_prob, vtrace_targets
 
 Scalar = Union[float, chex.Array]
@@ -113,17 +113,18 @@ def vtrace_loss(
     return loss, metrics
 
 
+@register
 class VTrace(HandDesignedObjective):
     """IMPALA actor-critic with V-trace corrections."""
 
     name = "vtrace"
     description = "IMPALA actor-critic with V-trace off-policy corrected targets and advantages."
+    Config = VTraceConfig
 
-    def __init__(self, config: VTraceConfig = VTraceConfig()):
-        super().__init__(config)
-
-    def agent_loss(self, eta: Eta, rollout: Rollout, agent_out: AgentOutput) -> tuple[chex.Array, Metrics]:
-        del eta
+    def agent_loss(
+        self, eta: Eta, rollout: Rollout, agent_out: AgentOutput, hyper: Hyper | None = None
+    ) -> tuple[chex.Array, Metrics]:
+        del eta, hyper
         c = self.config
         return vtrace_loss(
             rollout,
@@ -137,6 +138,3 @@ class VTrace(HandDesignedObjective):
             c.entropy_weight,
             c.reward_clip,
         )
-
-
-register("vtrace", lambda **overrides: VTrace(replace_config(VTraceConfig(), **overrides)), VTrace.description)

@@ -93,7 +93,7 @@ def test_agent_loss_gradient_matches_finite_differences(lpg_objective):
         alpha_y = 0.7
 
         def loss(p):
-            return objective.agent_loss_with(eta, rollout, _tabular_apply(p, rollout.observation), alpha_y)[0]
+            return objective.agent_loss(eta, rollout, _tabular_apply(p, rollout.observation), {"alpha_y": alpha_y})[0]
 
         grad = jax.jit(jax.grad(loss))(params)["table"]
         pi_hat, y_hat_logits = objective.targets(eta, rollout, _tabular_apply(params, rollout.observation))
@@ -127,7 +127,7 @@ def test_agent_loss_gradient_matches_finite_differences(lpg_objective):
         direction = direction / jnp.linalg.norm(direction)
 
         def loss_eta(f):
-            return objective.agent_loss_with(unravel(f), rollout, _tabular_apply(params, rollout.observation), alpha_y)[
+            return objective.agent_loss(unravel(f), rollout, _tabular_apply(params, rollout.observation), {"alpha_y": alpha_y})[
                 0
             ]
 

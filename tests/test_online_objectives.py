@@ -117,7 +117,7 @@ def test_frodo_targets_start_at_the_lambda_return_and_are_causal_backwards():
     frodo = objectives.make("frodo", hidden_size=8, gamma=0.9, td_lambda=0.8)
     rollout, out = _rollout(jax.random.PRNGKey(5))
     eta = frodo.init(jax.random.PRNGKey(0))
-    targets, base = frodo.targets(eta, rollout, out.value)
+    targets, base = frodo.returns(eta, rollout, out.value)
     np.testing.assert_allclose(targets, base, rtol=1e-6)
     np.testing.assert_allclose(
         base, lambda_returns(rollout.reward[1:], 0.9 * rollout.discount[1:], out.value[1:], 0.8), rtol=1e-6
@@ -125,7 +125,7 @@ def test_frodo_targets_start_at_the_lambda_return_and_are_causal_backwards():
     eta = jax.tree.map(lambda x: x + 0.2 * jax.random.normal(jax.random.PRNGKey(1), x.shape), eta)
 
     def g(reward):
-        return frodo.targets(eta, rollout.replace(reward=reward), out.value)[0]
+        return frodo.returns(eta, rollout.replace(reward=reward), out.value)[0]
 
     jac = np.asarray(jax.jacobian(g)(rollout.reward))  # [T, B, T+1, B]: dG_t / d reward[k] (r_{k-1})
     for t in range(T):

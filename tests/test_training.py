@@ -13,7 +13,7 @@ from lpg.envs.base import Environment, EnvSpec, first_timestep
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import episode_stats, reset_actors, unroll
-from lpg.types import TimeStep, assert_rollout_shapes
+from lpg.types import AgentHeads, TimeStep, assert_rollout_shapes
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.train import chunk_sizes, final_return
 
@@ -56,7 +56,7 @@ def test_rollout_follows_the_time_indexing_convention_and_overlaps():
 
 def test_tabular_torso_equals_a_linear_layer_on_the_one_hot():
     spec = envs.make("chain/short").spec
-    agent = make_agent(spec, y_size=3)
+    agent = make_agent(spec, heads=AgentHeads(y_size=3))
     params = agent.init(jax.random.PRNGKey(0))
     table = jax.random.normal(jax.random.PRNGKey(1), params["params"]["table"].shape)
     params = {"params": {"table": table}}
@@ -71,7 +71,7 @@ def test_tabular_torso_equals_a_linear_layer_on_the_one_hot():
 @pytest.mark.parametrize("name, torso", [("catch", "mlp"), ("snake", "snake_conv"), ("gridworld/dense", "tabular")])
 def test_networks_accept_any_leading_batch_shape(name, torso):
     spec = envs.make(name).spec
-    agent = make_agent(spec, NetworkConfig(), y_size=4)
+    agent = make_agent(spec, NetworkConfig(), AgentHeads(y_size=4))
     assert agent.network.torso == torso
     params = agent.init(jax.random.PRNGKey(0))
     obs = jnp.zeros((3, 2) + spec.observation_shape, spec.observation_dtype)

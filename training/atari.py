@@ -163,7 +163,7 @@ def build_atari_trainer(
     spec, objective, config: AtariRunConfig, network: NetworkConfig, total_updates: int
 ) -> ActorCriticTrainer:
     """The learner: ``ActorCriticTrainer`` without a pure-JAX env (``env=None``; the host loop acts)."""
-    agent = make_agent(spec, network, y_size=objective.heads.y_size)
+    agent = make_agent(spec, network, heads=objective.heads)
     train_config = TrainConfig(config.num_envs, config.unroll_length, config.optimizer)
     return ActorCriticTrainer.create(None, agent, objective, train_config, total_updates=total_updates)  # type: ignore[arg-type]
 

@@ -29,9 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lpg.errors import (
@@ -40,8 +38,7 @@ from lpg.errors import (
     OutputDirError,
     RunInterrupted,
 )
-
-SKIP_KEY = "nonfinite_skipped"  # metric: 1.0 where the step skipped an update, else 0.0
+from training.guards import SKIP_KEY, all_finite, guarded_apply, select_tree  # noqa: F401  (re-exported)
 
 # Options that control how a run is executed, not what it computes: not part of a run's identity in config.json,
 # so the same command with --resume (or --no-progress) continues the run.
@@ -51,26 +48,6 @@ RUN_CONTROL_FIELDS = ("resume", "progress", "checkpoint_interval_s", "max_nonfin
 def run_identity(options: Any) -> dict[str, Any]:
     """The dataclass ``options`` as a dict without its run-control fields (what config.json records)."""
     return {k: v for k, v in dataclasses.asdict(options).items() if k not in RUN_CONTROL_FIELDS}
-
-
-# --------------------------------------------------------------------------- inside jit
-
-
-def all_finite(tree: Any) -> chex.Array:
-    """bool [], True when every element of every leaf of ``tree`` is finite."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def select_tree(condition: chex.Array, on_true: Any, on_false: Any) -> Any:
-    """Leaf-wise ``jnp.where(condition, on_true, on_false)`` for a scalar bool ``condition``."""
-    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
-
-
-def guarded_apply(gradient: Any, new: Any, old: Any) -> tuple[Any, chex.Array]:
-    """``new`` if ``gradient`` is finite, else ``old``; and the skip flag (float32 [], 1.0 = skipped)."""
-    finite = all_finite(gradient)
-    return select_tree(finite, new, old), 1.0 - finite.astype(jnp.float32)
 
 
 # --------------------------------------------------------------------------- signals

@@ -907,7 +907,7 @@ def discover_online(
     config = override_agent_setup(preset.config, **(agent_setup or {}))
     num_updates = max(1, math.ceil(steps / config.steps_per_update))
     obj: Objective = objectives.make(objective)
-    agent = make_agent(spec, network, y_size=obj.heads.y_size)
+    agent = make_agent(spec, network, heads=obj.heads)
     trainer = ActorCriticTrainer.create(environment, agent, obj, config, total_updates=num_updates)
     meta = MetaGradConfig(
         inner_steps=inner_steps,

@@ -244,7 +244,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
     config = override_agent_setup(preset.config, **agent_setup_flags(options))
     validate_longrun(options.checkpoint_interval_s, options.max_nonfinite_skips)
     num_updates = max(1, math.ceil(steps / config.steps_per_update))
-    agent = make_agent(spec, options.network, y_size=objective.heads.y_size)
+    agent = make_agent(spec, options.network, heads=objective.heads)
     trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
     run_config = {
         "command": "train",

@@ -25,6 +25,7 @@ __all__ = [
     "EnvSpec",
     "EnvState",
     "Environment",
+    "get",
     "list_envs",
     "make",
     "make_spec",
@@ -101,6 +102,26 @@ def make(name: str) -> Environment:
         close = [n for n in _REGISTRY if n.split("/")[0] == name.split("/")[0]] or sorted(_REGISTRY)[:8]
         raise UnknownNameError(f"unknown environment {name!r}; known ones include: {', '.join(close)} (see `lpg envs`)")
     return _REGISTRY[name].factory()
+
+
+_INSTANCES: dict[str, Environment] = {}
+
+
+def get(env: Environment | str) -> Environment:
+    """``env`` itself when it is an ``Environment``, else the registered environment of that name.
+
+    Functions that take an environment accept either; a name is built once per
+    process (environments hold only structure, so one instance serves every
+    caller, and caches keyed by the environment see the same object).
+
+    Raises:
+      UnknownNameError: no such environment.
+    """
+    if isinstance(env, Environment):
+        return env
+    if env not in _INSTANCES:
+        _INSTANCES[env] = make(env)
+    return _INSTANCES[env]
 
 
 def make_spec(name: str) -> EnvSpec:

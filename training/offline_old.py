@@ -377,8 +377,8 @@ class OfflineTrainer:
         groups, offset = [], 0
         for name, size in zip(names, sizes):
             env = envs_lib.make(name)  # a toy environment (checked by config.validate)
-            agent = make_agent(env.spec, network, y_size=objective.heads.y_size)
-            critic = make_agent(env.spec, network, y_size=0)
+            agent = make_agent(env.spec, network, heads=objective.heads)
+            critic = make_agent(env.spec, network)
             ref = tuple(references[name]) if config.method == "es" else None
             groups.append(EnvGroup(name, env, agent, critic, size, offset, ref))
             offset += size
@@ -812,7 +812,7 @@ def quick_evaluate(
     results = {}
     for name in env_names:
         env = envs_lib.make(name)
-        agent = make_agent(env.spec, y_size=objective.heads.y_size)
+        agent = make_agent(env.spec, heads=objective.heads)
         trainer = ActorCriticTrainer.create(
             env, agent, objective, TrainConfig(num_envs, unroll_length, optimizer), total_updates=updates
         )
