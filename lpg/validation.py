@@ -47,6 +47,7 @@ __all__ = [
     "check_ranges",
     "check_value",
     "flag",
+    "parse_overrides",
 ]
 
 
@@ -149,3 +150,34 @@ class Config:
     def error(self, message: str) -> InvalidConfigError:
         """An ``InvalidConfigError`` with this config's ``WHAT`` prefix."""
         return InvalidConfigError(f"{self.WHAT}: {message}" if self.WHAT else message)
+
+
+def parse_overrides(items: tuple[str, ...], config: Any) -> dict[str, Any]:
+    """Parses KEY=VALUE strings into typed overrides of the dataclass ``config``."""
+    fields = {f.name: f for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidConfigError(f"objective config override {item!r} is not KEY=VALUE")
+        if key not in fields:
+            raise InvalidConfigError(
+                f"objective config has no field {key!r}; fields: {', '.join(sorted(fields)) or 'none'}"
+            )
+        current = getattr(config, key)
+        try:
+            if isinstance(current, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("true", "1")
+            elif isinstance(current, int):
+                value = int(raw)
+            elif isinstance(current, float):
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise InvalidConfigError(f"objective config {key}={raw!r}: expected {type(current).__name__}") from None
+        overrides[key] = value
+    return overrides

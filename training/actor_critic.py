@@ -25,17 +25,17 @@ import optax
 from flax import struct
 
 from lpg.envs.base import Environment
-from lpg.errors import InvalidConfigError
 from lpg.networks import Agent
 from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import ActorState, episode_stats, reset_actors, unroll
 from lpg.types import Rollout
+from lpg.validation import POSITIVE_COUNT, Config
 from objectives.base import Eta, Metrics, Objective
-from training.longrun import SKIP_KEY, guarded_apply
+from training.guards import SKIP_KEY, guarded_apply
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Batch shape and optimiser of plain actor-critic training.
 
     Attributes:
@@ -43,6 +43,9 @@ class TrainConfig:
       unroll_length: steps per rollout (T); one update per rollout.
       optimizer: the agent's optimiser.
     """
+
+    WHAT = "training"
+    RANGES = {"num_envs": POSITIVE_COUNT, "unroll_length": POSITIVE_COUNT}
 
     num_envs: int = 32
     unroll_length: int = 20
@@ -53,10 +56,7 @@ class TrainConfig:
         return self.num_envs * self.unroll_length
 
     def validate(self) -> None:
-        if self.num_envs <= 0:
-            raise InvalidConfigError(f"num_envs must be positive, got {self.num_envs}")
-        if self.unroll_length <= 0:
-            raise InvalidConfigError(f"unroll_length must be positive, got {self.unroll_length}")
+        """Kept for callers of the earlier API: a built config is already valid."""
 
 
 @struct.dataclass
@@ -95,7 +95,6 @@ class ActorCriticTrainer:
     def create(
         cls, env: Environment, agent: Agent, objective: Objective, config: TrainConfig, total_updates: int | None = None
     ) -> ActorCriticTrainer:
-        config.validate()
         return cls(env, agent, objective, config, make_optimizer(config.optimizer, total_updates))
 
     def init(self, key: chex.PRNGKey) -> LearnerState:

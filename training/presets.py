@@ -8,9 +8,11 @@ were tuned on this project's hardware; see README for the measured returns.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from lpg.envs.base import EnvSpec
-from lpg.optim import OptimizerConfig
+from lpg.errors import InvalidConfigError
+from lpg.optim import OptimizerConfig, validate_optimizer
 from training.actor_critic import TrainConfig
 
 
@@ -42,3 +44,47 @@ def default_preset(spec: EnvSpec) -> TrainPreset:
             TrainConfig(num_envs=32, unroll_length=20, optimizer=OptimizerConfig("adam", 3e-2)), 2_000_000
         )
     return TrainPreset(TrainConfig(num_envs=32, unroll_length=20, optimizer=OptimizerConfig("adam", 1e-3)), 1_000_000)
+
+
+AGENT_SETUP_FIELDS = ("num_envs", "unroll_length", "learning_rate", "optimizer")  # the flags override_agent_setup takes
+
+
+def override_agent_setup(
+    config: Any,
+    *,
+    num_envs: int | None = None,
+    unroll_length: int | None = None,
+    learning_rate: float | None = None,
+    optimizer: str | None = None,
+) -> Any:
+    """``config`` with the batch shape and optimiser the user gave (None keeps a field); validated.
+
+    ``config`` is a ``TrainConfig`` (toy environments) or a
+    ``training.atari.AtariRunConfig``; ``lpg train``, ``lpg discover online`` and
+    ``lpg evaluate`` apply their ``--num-envs``, ``--unroll-length``,
+    ``--learning-rate`` and ``--optimizer`` through this one function.
+
+    Raises:
+      InvalidConfigError: a non-positive batch size or unroll length, or an
+        invalid optimiser (unknown name, non-positive learning rate, ...).
+    """
+    for flag, value in (("--num-envs", num_envs), ("--unroll-length", unroll_length)):
+        if value is not None and value <= 0:
+            raise InvalidConfigError(f"{flag} must be positive, got {value}")
+    opt = config.optimizer
+    if learning_rate is not None:
+        opt = dataclasses.replace(opt, learning_rate=learning_rate)
+    if optimizer is not None:
+        opt = dataclasses.replace(opt, name=optimizer)
+    validate_optimizer(opt)
+    return dataclasses.replace(
+        config,
+        num_envs=config.num_envs if num_envs is None else num_envs,
+        unroll_length=config.unroll_length if unroll_length is None else unroll_length,
+        optimizer=opt,
+    )
+
+
+def agent_setup_flags(options: Any) -> dict[str, Any]:
+    """The ``AGENT_SETUP_FIELDS`` of a command's options that the user gave (not None)."""
+    return {k: getattr(options, k) for k in AGENT_SETUP_FIELDS if getattr(options, k) is not None}

@@ -1,0 +1,454 @@
+"""``lpg discover offline``: discover an objective across many lifetimes on toy MDPs (LPG; meta-gradients or ES).
+
+The driver wires an offline estimator (``training.offline``: ``init`` and
+``step``), the run harness (``lpg.harness.Run``: folder, resume, signals,
+checkpoints, metrics, progress) and periodic evaluations of the objective
+(``evaluation.evaluate.evaluate_objective``). It writes to ``--out``:
+config.json, metrics.jsonl, TensorBoard events, meta_training.png,
+evaluation.png when evaluations ran, ``objective/`` (the objective
+checkpoint, periodically and at the end), ``objective_best/`` (the objective
+with the best mean A2C-normalised score among the periodic and final
+evaluations: meta-training oscillates, so the last objective is not always
+the best), ``training_state/`` (for ``--resume``) and summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import jax
+import numpy as np
+import tyro
+
+import objectives
+from evaluation.evaluate import evaluate_objective
+from lpg import distributed
+from lpg import envs as envs_lib
+from lpg.envs.base import Environment
+from lpg.errors import InvalidConfigError, RunInterrupted
+from lpg.harness import RaiseOnSignals, Run, SignalStop
+from lpg.run_io import plot_lines, to_jsonable
+from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, POSITIVE_NUMBER, Config, Range, parse_overrides
+from objectives.base import Eta, Objective
+from training.actor_critic import TrainConfig
+from training.guards import SKIP_KEY
+from training.offline import METHODS, OfflineConfig, make_estimator
+
+__all__ = ["DiscoverOfflineCommand", "OfflineOptions", "build_offline", "discover_offline"]
+
+_DEFAULT = OfflineConfig()
+_EVAL_BASELINES: dict = {}  # A2C / random baselines reused across the evaluations of a process
+
+
+def _hyper_range(item: str) -> tuple[str, float, float]:
+    """``"alpha_y=0.25:1"`` -> ``("alpha_y", 0.25, 1.0)``."""
+    name, sep, bounds = item.partition("=")
+    low, colon, high = bounds.partition(":")
+    try:
+        if not sep or not colon or not name.strip():
+            raise ValueError(item)
+        return name.strip(), float(low), float(high)
+    except ValueError:
+        raise InvalidConfigError(f"--lifetime-hyper {item!r} is not NAME=LOW:HIGH (e.g. alpha_y=0.25:1)") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineOptions(Config):
+    """What ``lpg discover offline`` needs (the command is this dataclass; Python users may build it too).
+
+    Attributes:
+      envs: Environments: names, globs (gridworld/*) or named sets (lpg-tabular, lpg-random, chains, toy; see `lpg envs`).
+      method: grad (meta-gradients through K agent updates) or es (evosax evolution strategies).
+      out: Output folder (created; must be empty or hold this same run).
+      resume: Continue the run in --out from its newest training checkpoint (same command otherwise).
+      meta_steps: Meta-steps: meta-gradient updates (grad) or ES generations (es); --resume may raise it to extend a run.
+      seed: Random seed.
+      objective: The objective to discover: one that supports offline discovery (see `lpg objectives`).
+      objective_config: Objective config overrides, KEY=VALUE (e.g. hidden_size=256 y_size=30 for lpg).
+      num_lifetimes: grad: lifetimes in parallel; es: antithetic pairs (population = 2x).
+      num_envs: Environments per agent.
+      unroll_length: Steps per rollout (one agent update per rollout).
+      lifetime_updates: Agent updates per lifetime (grad: at least --inner-updates, the updates one meta-step advances a lifetime by).
+      inner_updates: K: agent updates per meta-gradient step (grad).
+      agent_optimizer: Agents' optimiser: adam or sgd (LPG's choice for tabular agents).
+      lr_min: Lowest agent learning rate (drawn log-uniformly per lifetime; evaluation uses the geometric mean).
+      lr_max: Highest agent learning rate.
+      lifetime_hyper: Per-lifetime ranges of the objective's hyper-parameters, NAME=LOW:HIGH, drawn log-uniformly per lifetime (default: the objective's own, e.g. alpha_y=0.25:1 for lpg).
+      agent_max_grad_norm: Clip each agent gradient to this global norm (0 = off).
+      meta_lr: Meta-Adam learning rate (grad).
+      meta_grad_clip: Global-norm clip of the meta-gradient (grad; 0 = off).
+      meta_entropy_weight: Policy-entropy bonus of the meta-objective (grad; default: the objective's, lpg's beta0).
+      critic_lr: Adam learning rate of each lifetime's meta-critic (grad).
+      es_algorithm: evosax algorithm (es): Open_ES, SNES, CMA_ES, ...
+      es_std: ES perturbation standard deviation.
+      es_lr: ES mean learning rate (Adam).
+      es_fitness_fraction: ES fitness is the mean return in this last fraction of each member's lifetime.
+      eval_every: Evaluate the objective every this many meta-steps, and the random initial objective before the first (0 = only at the end).
+      eval_updates: Agent updates per evaluation run (default: lifetime_updates).
+      eval_seeds: Fresh agents per environment in each evaluation.
+      checkpoint_every: Write objective and training checkpoints every N meta-steps (0 = only at the end; SIGINT/SIGTERM also write one).
+      log_every: Write a metrics row every N meta-steps.
+      max_nonfinite_skips: Stop after this many consecutive meta-steps with a non-finite meta-gradient or fitness (each is skipped and counted).
+      progress: Show a progress bar with ETA on stderr.
+    """
+
+    FLAGS = True
+    RANGES = {
+        "num_lifetimes": POSITIVE_COUNT,
+        "num_envs": POSITIVE_COUNT,
+        "unroll_length": POSITIVE_COUNT,
+        "lifetime_updates": POSITIVE_COUNT,
+        "inner_updates": POSITIVE_COUNT,
+        "meta_steps": Range(0, integer=True, text=">= 0"),
+        "eval_every": Range(0, integer=True, text=">= 0"),
+        "eval_updates": POSITIVE_COUNT,
+        "eval_seeds": POSITIVE_COUNT,
+        "checkpoint_every": Range(0, integer=True, text=">= 0"),
+        "log_every": POSITIVE_COUNT,
+        "max_nonfinite_skips": POSITIVE_COUNT,
+        "meta_lr": POSITIVE_NUMBER,
+        "meta_grad_clip": NON_NEGATIVE,
+        "agent_max_grad_norm": NON_NEGATIVE,
+        "meta_entropy_weight": NON_NEGATIVE,
+        "critic_lr": POSITIVE_NUMBER,
+        "es_std": POSITIVE_NUMBER,
+        "es_lr": POSITIVE_NUMBER,
+    }
+    MULTI_PROCESS = True  # the one command that runs on several processes (lpg.distributed)
+
+    envs: str = "chain/short,gridworld/sparse"
+    method: str = "grad"
+    out: str = "runs/discover"
+    resume: bool = False
+    meta_steps: int = _DEFAULT.meta_steps
+    seed: int = 0
+    objective: str = "lpg"
+    objective_config: tuple[str, ...] = ()
+    num_lifetimes: int = _DEFAULT.num_lifetimes
+    num_envs: int = _DEFAULT.num_envs
+    unroll_length: int = _DEFAULT.unroll_length
+    lifetime_updates: int = _DEFAULT.lifetime_updates
+    inner_updates: int = _DEFAULT.inner_updates
+    agent_optimizer: str = _DEFAULT.agent_optimizer
+    lr_min: float = _DEFAULT.lr_range[0]
+    lr_max: float = _DEFAULT.lr_range[1]
+    lifetime_hyper: tuple[str, ...] = ()
+    agent_max_grad_norm: float = _DEFAULT.agent_max_grad_norm
+    meta_lr: float = _DEFAULT.meta_lr
+    meta_grad_clip: float = _DEFAULT.meta_grad_clip
+    meta_entropy_weight: float | None = None
+    critic_lr: float = _DEFAULT.critic_lr
+    es_algorithm: str = _DEFAULT.es_algorithm
+    es_std: float = _DEFAULT.es_std
+    es_lr: float = _DEFAULT.es_lr
+    es_fitness_fraction: float = _DEFAULT.es_fitness_fraction
+    eval_every: int = 0
+    eval_updates: int | None = None
+    eval_seeds: int = 4
+    checkpoint_every: int = 50
+    log_every: int = 1
+    max_nonfinite_skips: int = 10
+    progress: bool = True
+
+    def discovery_config(self, env_names: tuple[str, ...]) -> OfflineConfig:
+        """The ``OfflineConfig`` these options describe, over ``env_names`` (resolved from ``envs``)."""
+        return OfflineConfig(
+            envs=tuple(env_names),
+            method=self.method,
+            num_lifetimes=self.num_lifetimes,
+            num_envs=self.num_envs,
+            unroll_length=self.unroll_length,
+            lifetime_updates=self.lifetime_updates,
+            inner_updates=self.inner_updates,
+            agent_optimizer=self.agent_optimizer,
+            lr_range=(self.lr_min, self.lr_max),
+            hyper_ranges=tuple(_hyper_range(item) for item in self.lifetime_hyper),
+            agent_max_grad_norm=self.agent_max_grad_norm,
+            meta_lr=self.meta_lr,
+            meta_grad_clip=self.meta_grad_clip,
+            meta_entropy_weight=self.meta_entropy_weight,
+            critic_lr=self.critic_lr,
+            es_algorithm=self.es_algorithm,
+            es_std=self.es_std,
+            es_lr=self.es_lr,
+            es_fitness_fraction=self.es_fitness_fraction,
+            meta_steps=self.meta_steps,
+            seed=self.seed,
+        )
+
+    def options(self) -> OfflineOptions:
+        """The options themselves (the command is its options)."""
+        return self
+
+
+def build_offline(
+    options: OfflineOptions, environments: Mapping[str, Environment] | None = None
+) -> tuple[Objective, OfflineConfig, dict[str, Environment]]:
+    """Validates ``options``; returns the objective, the discovery config and the environments by name.
+
+    ``environments`` (name -> ``Environment``) replaces registered environments
+    of those names and adds unregistered ones (``--envs`` may then name them).
+    The objective's per-lifetime hyper-parameters are set to the geometric
+    means of their ranges: what fresh agents use with the discovered objective.
+    """
+    given = dict(environments or {})
+    names = [n.strip() for n in options.envs.split(",") if n.strip() in given]
+    rest = ",".join(n for n in options.envs.split(",") if n.strip() and n.strip() not in given)
+    names += envs_lib.resolve_env_spec(rest) if rest else []
+    base = objectives.require(options.objective, "offline")
+    overrides = parse_overrides(options.objective_config, base.config)
+    config = options.discovery_config(tuple(names))
+    for name, (low, high) in config.lifetime_ranges(base.lifetime_hypers()).items():
+        overrides.setdefault(name, float(np.sqrt(low * high)))
+    objective = objectives.make(options.objective, **overrides)
+    resolved = {name: given.get(name) or envs_lib.get(name) for name in names}
+    for name, env in resolved.items():
+        if env.spec.kind != "toy":
+            raise InvalidConfigError(f"offline discovery runs on toy environments; {name} is {env.spec.kind}")
+        objective.check_env(env.spec)
+    return objective, config, resolved
+
+
+class _Evaluations:
+    """Periodic and final evaluations of the objective, and ``objective_best/``."""
+
+    def __init__(self, run: Run, objective: Objective, config: OfflineConfig, environments, options, metadata, extra):
+        self.run, self.objective, self.config, self.environments = run, objective, config, environments
+        self.updates = options.eval_updates or config.lifetime_updates
+        self.seeds = options.eval_seeds
+        self.metadata = metadata
+        self.rows: list[dict[str, Any]] = list(extra.get("evaluations", []))
+        self.best: dict[str, Any] = dict(extra.get("best") or {})
+
+    def __call__(self, eta: Eta, step: int) -> dict[str, Any]:
+        c = self.config
+        train_config = TrainConfig(c.num_envs, c.unroll_length, c.agent_optimizer_config())
+        steps = self.updates * c.num_envs * c.unroll_length
+        result = dict(
+            evaluate_objective(
+                self.objective, eta, list(self.environments.values()), steps, self.seeds, 1000,
+                train_config=train_config, baseline_cache=_EVAL_BASELINES,
+            )
+        )  # fmt: skip
+        if result.get("mean_a2c_normalised") is None:
+            result["mean_a2c_normalised"] = float("nan")
+        self.keep_best(eta, step, result)
+        row = {"meta_step": step, "wall_s": self.run.wall(), "mean_a2c_normalised": result["mean_a2c_normalised"]}
+        row.update({f"eval/{k}": v.get("a2c_normalised") for k, v in result["results"].items()})
+        self.rows.append(row)
+        self.run.log(step, {k if k.startswith("eval/") else f"eval/{k}": v for k, v in row.items() if k != "meta_step"})
+        return result
+
+    def keep_best(self, eta: Eta, step: int, result: dict[str, Any]) -> None:
+        """Saves ``objective_best/`` when ``result`` (an evaluation of ``eta``) beats the best so far."""
+        score = result.get("mean_a2c_normalised")
+        if score is None or not np.isfinite(score) or (self.best and score <= self.best["mean_a2c_normalised"]):
+            return
+        self.best.update(meta_step=step, mean_a2c_normalised=float(score))
+        meta = dict(self.metadata(result), selected_at_meta_step=step)
+        meta["selection"] = "best mean A2C-normalised score among the periodic and final evaluations of this run"
+        _checkpoints().save_objective(self.run.path / "objective_best", self.objective, eta, meta)
+
+
+def _checkpoints():
+    from lpg import checkpoint
+
+    return distributed.primary_checkpoints(checkpoint)
+
+
+def discover_offline(
+    options: OfflineOptions, *, environments: Mapping[str, Environment] | None = None
+) -> dict[str, Any]:
+    """Runs offline discovery as ``options`` say and writes the run folder; returns the summary.
+
+    ``environments`` maps names to ``Environment`` values (see ``build_offline``).
+    """
+    objective, config, envs = build_offline(options, environments)
+    # meta_steps is not part of the run's identity, so --resume can extend a run.
+    identity = ("resume", "progress", "meta_steps", "max_nonfinite_skips")
+    run_config = {
+        "command": "discover offline",
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in identity},
+        "objective": objective.name,
+        "objective_config": objective.config_dict(),
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "meta_steps"},
+    }
+    run = Run(
+        options.out, run_config, what="discover offline", unit="meta-steps", resume=options.resume,
+        progress=options.progress, checkpoint_interval_s=0, max_nonfinite_skips=options.max_nonfinite_skips,
+        matches=lambda s: s.get("meta_steps") == config.meta_steps,
+    )  # fmt: skip
+    if (stored := run.stored()) is not None:
+        return stored
+    run.check_resume()
+    estimator = make_estimator(objective, config, environments=envs)
+    state = estimator.jit_init(jax.random.PRNGKey(config.seed))
+    with run.open(total=config.meta_steps, label=f"discover {config.method}"):
+        done, state, extra = run.start(state)
+        state = distributed.shard_offline_state(state)
+        run.resume_progress(done)
+
+        def metadata(final_eval: dict[str, Any] | None) -> dict[str, Any]:
+            return _metadata(options, objective, config, int(state.step), run.wall(), final_eval)
+
+        evaluate = _Evaluations(run, objective, config, envs, options, metadata, extra)
+
+        def save(final_eval: dict[str, Any] | None, replace: bool = False) -> None:
+            _checkpoints().save_objective(run.path / "objective", objective, state.eta, metadata(final_eval))
+            extra = {"evaluations": evaluate.rows, "best": evaluate.best}
+            run.save(int(state.step), state, extra=extra, replace=replace)
+
+        if options.eval_every and done == 0:
+            evaluate(distributed.host_local(state.eta), 0)  # the random initial objective: where every curve starts
+        label = "fitness" if config.method == "es" else "meta-loss"
+        while done < config.meta_steps:
+            state, metrics = estimator.jit_step(state)
+            done += 1
+            run.count_skips(done, np.asarray([float(metrics[SKIP_KEY])]))
+            status = ""
+            if done % options.log_every == 0 or done == config.meta_steps:
+                row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                row.update(wall_s=run.wall(), agent_steps=done * estimator.agent_steps_per_meta_step)
+                row["nonfinite_skips_total"] = run.total_skips
+                run.log(done, row)
+                value = row.get("fitness_mean", row.get("meta_loss"))
+                status = f"{label} {value:.3f}" if value is not None else ""
+            run.advance(1, status)
+            if options.eval_every and done % options.eval_every == 0 and done < config.meta_steps:
+                evaluate(distributed.host_local(state.eta), done)
+            periodic = options.checkpoint_every and done % options.checkpoint_every == 0
+            if (periodic and done < config.meta_steps) or (run.interrupted and done < config.meta_steps):
+                save(None)
+            run.raise_if_interrupted(done)
+        jax.block_until_ready(state.eta)
+        if run.last_saved_step != done:
+            save(None)  # every meta-step is on disk before the final evaluation: an interrupt there loses only it
+        final_eval = _final_evaluation(evaluate, state, done, run)
+        save(final_eval, replace=True)  # the training state records the final evaluation (for --resume with more steps)
+        _plots(run, config, evaluate.rows)
+        return run.finish(_summary(run, config, estimator, state, final_eval, evaluate))
+
+
+def _final_evaluation(evaluate: _Evaluations, state, done: int, run: Run) -> dict[str, Any]:
+    """The evaluation of the final objective; SIGINT/SIGTERM stop it at once (``--resume`` redoes only it)."""
+    try:
+        with RaiseOnSignals():
+            return evaluate(distributed.host_local(state.eta), done)
+    except (SignalStop, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, SignalStop) else signal.SIGINT
+        raise RunInterrupted(
+            f"discover offline stopped by {signal.Signals(signum).name} during the final evaluation; all {done} "
+            f"meta-steps are saved in {str(run.checkpoint_dir)!r}; continue with the same command plus --resume "
+            "(only the evaluation is redone)",
+            signum=signum,
+        ) from None
+
+
+def _metadata(options, objective, config, meta_steps, wall_s, final_eval) -> dict[str, Any]:
+    """The objective checkpoint's model-card metadata."""
+    import lpg
+
+    return {
+        "objective": objective.name,
+        "objective_config": objective.config_dict(),
+        "framework_version": lpg.__version__,
+        "envs": list(config.envs),
+        "env_spec": options.envs,
+        "method": config.method,
+        "meta_steps": meta_steps,
+        "seed": config.seed,
+        "wall_s": wall_s,
+        "offline_config": to_jsonable(config),
+        "agent_optimizer": to_jsonable(config.agent_optimizer_config()),
+        "lifetime_hypers": {name: getattr(objective.config, name) for name in objective.lifetime_hypers()},
+        "num_envs": config.num_envs,
+        "unroll_length": config.unroll_length,
+        "eval_scores": final_eval,
+    }
+
+
+def _plots(run: Run, config: OfflineConfig, evaluations: list[dict[str, Any]]) -> None:
+    """meta_training.png from metrics.jsonl (every session's rows) and evaluation.png."""
+    curve: dict[str, list[tuple[int, float]]] = {}
+    for row in run.read_metrics():
+        for k, v in row.items():
+            if k.startswith(("meta_loss", "fitness_mean", "return/")) and isinstance(v, (int, float)):
+                curve.setdefault(k, []).append((row["step"], v))
+    series = [(k, [x for x, _ in v], [y for _, y in v]) for k, v in sorted(curve.items())]
+    if series:
+        title = f"offline discovery ({config.method})"
+        plot_lines(run.path / "meta_training.png", series, title=title, xlabel="meta-step", ylabel="value")
+    if evaluations:
+        plot_lines(
+            run.path / "evaluation.png",
+            [("mean A2C-normalised", [e["meta_step"] for e in evaluations], [e["mean_a2c_normalised"] for e in evaluations])],
+            title="evaluation of the objective during discovery",
+            xlabel="meta-step",
+            ylabel="A2C-normalised score",
+        )
+
+
+def _summary(run: Run, config, estimator, state, final_eval, evaluate: _Evaluations) -> dict[str, Any]:
+    wall = run.wall()
+    steps = int(state.step) * estimator.agent_steps_per_meta_step
+    initial = next((e["mean_a2c_normalised"] for e in evaluate.rows if e["meta_step"] == 0), None)
+    return {
+        "method": config.method,
+        "envs": list(config.envs),
+        "meta_steps": int(state.step),
+        "seed": config.seed,
+        "wall_s": wall,
+        "agent_steps": steps,
+        "agent_steps_per_s": steps / max(wall, 1e-9),
+        "evaluation": final_eval,
+        "mean_a2c_normalised": final_eval["mean_a2c_normalised"],
+        "initial_mean_a2c_normalised": initial,
+        "evaluations": evaluate.rows,
+        "objective_checkpoint": str(run.path / "objective"),
+        "best_objective_checkpoint": str(run.path / "objective_best") if evaluate.best else None,
+        "best_meta_step": evaluate.best.get("meta_step"),
+        "best_mean_a2c_normalised": evaluate.best.get("mean_a2c_normalised"),
+        "nonfinite_skips": run.total_skips,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoverOfflineCommand(OfflineOptions):
+    """Discover an objective offline across many lifetimes on toy MDPs (LPG; meta-gradients or ES).
+
+    Writes to --out: objective/ (the objective checkpoint, for `lpg evaluate`),
+    objective_best/ (the objective with the best evaluation so far),
+    training_state/ (for --resume), metrics.jsonl, TensorBoard events,
+    meta_training.png, evaluation.png and summary.json (final A2C-normalised
+    scores of fresh agents trained with the discovered objective).
+    """
+
+    def run(self) -> int:
+        summary = discover_offline(self)
+        print(
+            f"discovered with {summary['method']} on {', '.join(summary['envs'])}: "
+            f"{summary['meta_steps']} meta-steps in {summary['wall_s']:.0f}s"
+        )
+        for env, r in summary["evaluation"]["results"].items():
+            print(
+                f"  {env:<28} return {_fmt(r['return'], '.3f')}  a2c {_fmt(r['a2c_return'], '.3f')}  "
+                f"random {_fmt(r['random_return'], '.3f')}  a2c-normalised {_fmt(r['a2c_normalised'], '.2f')}"
+            )
+        print(f"mean A2C-normalised score {_fmt(summary['mean_a2c_normalised'], '.3f')}")
+        if summary.get("objective_checkpoint"):
+            print(f"objective checkpoint: {summary['objective_checkpoint']}")
+        print(f"results in {self.out}/summary.json")
+        return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """Formats a score that may be missing (None or NaN: no episode finished within the budget)."""
+    if value is None or value != value:
+        return "n/a"
+    return format(value, spec)
+
+
+assert set(METHODS) == {"grad", "es"} and Annotated and tyro  # the methods the help text names
