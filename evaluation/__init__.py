@@ -1,17 +1,5 @@
 """Transfer evaluation of objectives: fresh agents trained by a frozen objective vs A2C and random.
 
-The names below are imported lazily, so ``evaluation.commands`` (the CLI) stays
-cheap to import.
+``evaluation.evaluate`` holds the scoring (``evaluate_objective``), its tables
+and plots; ``lpg evaluate`` (``lpg.commands.evaluate``) wires it into a run folder.
 """
-
-from __future__ import annotations
-
-__all__ = ["EvaluateOptions", "evaluate_objective", "results_table", "run_evaluate"]
-
-
-def __getattr__(name: str):
-    if name in __all__:
-        from evaluation import evaluate
-
-        return getattr(evaluate, name)
-    raise AttributeError(f"module 'evaluation' has no attribute {name!r}")

@@ -36,6 +36,7 @@ from lpg import envs
 from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig, make_agent
+from lpg.run_io import plot_bars
 from lpg.validation import parse_overrides
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.baselines import random_policy_return
@@ -116,6 +117,47 @@ def _train(
     return np.asarray(final_return(metrics), np.float64)
 
 
+def _agent_setup(env: Environment, train_config, steps: int | None) -> tuple[TrainConfig, int]:
+    """The agents' set-up on ``env`` (its preset unless given, per environment or for all) and their updates."""
+    preset = default_preset(env.spec)
+    if isinstance(train_config, Mapping):
+        config = train_config.get(env.spec.name, preset.config)
+    else:
+        config = train_config if train_config is not None else preset.config
+    return config, max(1, math.ceil((steps if steps is not None else preset.steps) / config.steps_per_update))
+
+
+def _evaluate_one(objective, eta, env, config, network, num_updates: int, seed: int, keys, progress, cache: dict):
+    """One environment's result: the objective's agents, A2C's (cached) and the random policy's (cached)."""
+    import objectives
+
+    start = time.perf_counter()
+    name = env.spec.name
+    ret = _train(objective, eta, env, config, network, num_updates, keys, progress, f"{name} {objective.name}")
+    a2c = objectives.make("a2c")
+    key = (env, num_updates, int(keys.shape[0]), seed, repr(config), repr(network), repr(a2c.config))
+    if key not in cache:
+        a2c_eta = a2c.init(jax.random.PRNGKey(seed))
+        a2c_ret = _train(a2c, a2c_eta, env, config, network, num_updates, keys, progress, f"{name} a2c")
+        random_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
+        random_steps = min(num_updates * config.steps_per_update, RANDOM_STEPS_CAP)
+        cache[key] = (a2c_ret, random_policy_return(env, config, random_steps, random_keys))
+    a2c_ret, rnd = cache[key]
+    mean_ret, mean_a2c, mean_rnd = _mean(ret), _mean(a2c_ret), _mean(rnd)
+    return {
+        "return": mean_ret,
+        "a2c_return": mean_a2c,
+        "random_return": mean_rnd,
+        "a2c_normalised": a2c_normalised(mean_ret, mean_a2c, mean_rnd),
+        "return_per_seed": _per_seed(ret),
+        "a2c_return_per_seed": _per_seed(a2c_ret),
+        "random_return_per_seed": _per_seed(rnd),
+        "steps": num_updates * config.steps_per_update,
+        "num_updates": num_updates,
+        "wall_s": time.perf_counter() - start,
+    }
+
+
 def evaluate_objective(
     objective: Any,
     eta: Any,
@@ -164,8 +206,6 @@ def evaluate_objective(
       "mean_a2c_normalised": mean over environments with a score (None if none),
       "seeds", "seed"}``. Missing numbers (no episode completed) are None.
     """
-    import objectives
-
     if seeds <= 0:
         raise InvalidConfigError(f"--seeds must be positive, got {seeds}")
     if steps is not None and steps <= 0:
@@ -174,9 +214,7 @@ def evaluate_objective(
         raise InvalidConfigError("no environments to evaluate on")
     cache = baseline_cache if baseline_cache is not None else {}
     frozen_eta = jax.tree.map(jax.lax.stop_gradient, eta)
-    a2c = objectives.make("a2c")
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seed, seed + seeds))
-    random_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(keys)
 
     results: dict[str, dict[str, Any]] = {}
     for environment in environments:
@@ -190,55 +228,12 @@ def evaluate_objective(
                 "Atari games go through `lpg evaluate --envs atari/...` (lpg.commands.evaluate)"
             )
         env = envs.get(environment)
-        spec = env.spec
-        preset = default_preset(spec)
-        if isinstance(train_config, Mapping):
-            config = train_config.get(name, preset.config)
-        else:
-            config = train_config if train_config is not None else preset.config
-        env_steps = steps if steps is not None else preset.steps
-        num_updates = max(1, math.ceil(env_steps / config.steps_per_update))
-        start = time.perf_counter()
-
-        ret = _train(
-            objective, frozen_eta, env, config, network, num_updates, keys, progress, f"{name} {objective.name}"
+        config, num_updates = _agent_setup(env, train_config, steps)
+        results[name] = _evaluate_one(
+            objective, frozen_eta, env, config, network, num_updates, seed, keys, progress, cache
         )
-
-        key = (env, num_updates, seeds, seed, repr(config), repr(network), repr(a2c.config))
-        if key not in cache:
-            a2c_ret = _train(
-                a2c,
-                a2c.init(jax.random.PRNGKey(seed)),
-                env,
-                config,
-                network,
-                num_updates,
-                keys,
-                progress,
-                f"{name} a2c",
-            )
-            rnd = random_policy_return(
-                env, config, min(num_updates * config.steps_per_update, RANDOM_STEPS_CAP), random_keys
-            )
-            cache[key] = (a2c_ret, rnd)
-        a2c_ret, rnd = cache[key]
-
-        mean_ret, mean_a2c, mean_rnd = _mean(ret), _mean(a2c_ret), _mean(rnd)
-        result = {
-            "return": mean_ret,
-            "a2c_return": mean_a2c,
-            "random_return": mean_rnd,
-            "a2c_normalised": a2c_normalised(mean_ret, mean_a2c, mean_rnd),
-            "return_per_seed": _per_seed(ret),
-            "a2c_return_per_seed": _per_seed(a2c_ret),
-            "random_return_per_seed": _per_seed(rnd),
-            "steps": num_updates * config.steps_per_update,
-            "num_updates": num_updates,
-            "wall_s": time.perf_counter() - start,
-        }
-        results[name] = result
         if on_result is not None:
-            on_result(name, result)
+            on_result(name, results[name])
 
     scores = [r["a2c_normalised"] for r in results.values() if r["a2c_normalised"] is not None]
     return {
@@ -289,33 +284,15 @@ def print_table(evaluation: Mapping[str, Any], title: str) -> None:
 
 def plot_scores(path: Path, evaluation: Mapping[str, Any], title: str) -> Path:
     """Bar chart of the A2C-normalised score per environment (missing scores marked n/a)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(evaluation["results"])
-    scores = [evaluation["results"][n]["a2c_normalised"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2.0), 4.2))
-    xs = np.arange(len(names))
-    ax.bar(xs, [0.0 if s is None else s for s in scores], color="tab:blue")
-    for x, s in zip(xs, scores):
-        ax.annotate(
-            "n/a" if s is None else f"{s:.2f}", (x, 0.0 if s is None else s), ha="center", va="bottom", fontsize=8
-        )
-    ax.axhline(1.0, linestyle="--", linewidth=1, color="grey", label="A2C")
-    ax.axhline(0.0, linestyle=":", linewidth=1, color="black", label="random")
-    ax.set_xticks(xs)
-    ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("A2C-normalised return")
-    mean = evaluation["mean_a2c_normalised"]
-    ax.set_title(f"{title} (mean {fmt(mean, 2)})")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return plot_bars(
+        path,
+        names,
+        [evaluation["results"][n]["a2c_normalised"] for n in names],
+        title=f"{title} (mean {fmt(evaluation['mean_a2c_normalised'], 2)})",
+        ylabel="A2C-normalised return",
+        hlines=[("A2C", 1.0, "--"), ("random", 0.0, ":")],
+    )
 
 
 def with_config_overrides(objective: Any, eta: Any, items: tuple[str, ...]) -> Any:
@@ -354,9 +331,9 @@ class RewardClipped:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._objective, name)
 
-    def agent_loss(self, eta, rollout, agent_out):
+    def agent_loss(self, eta, rollout, agent_out, hyper=None):
         clipped = rollout.replace(reward=jnp.clip(rollout.reward, -self._clip, self._clip))
-        return self._objective.agent_loss(eta, clipped, agent_out)
+        return self._objective.agent_loss(eta, clipped, agent_out, hyper)
 
 
 def checkpoint_train_config(metadata: Mapping[str, Any]) -> TrainConfig | None:
@@ -370,18 +347,6 @@ def checkpoint_train_config(metadata: Mapping[str, Any]) -> TrainConfig | None:
         return TrainConfig(
             int(record["num_envs"]), int(record["unroll_length"]), OptimizerConfig(**record["agent_optimizer"])
         )
-    except (TypeError, ValueError) as error:
-        raise InvalidConfigError(f"the checkpoint's recorded evaluation set-up is invalid: {error}") from None
-
-def checkpoint_train_config(metadata: Mapping[str, Any]) -> TrainConfig | None:
-    """The agent set-up a checkpoint's model card was evaluated with (``metadata["evaluation"]``), if recorded."""
-    from lpg.optim import OptimizerConfig
-
-    record = metadata.get("evaluation")
-    if not isinstance(record, Mapping) or not {"num_envs", "unroll_length", "agent_optimizer"} <= set(record):
-        return None
-    try:
-        return TrainConfig(int(record["num_envs"]), int(record["unroll_length"]), OptimizerConfig(**record["agent_optimizer"]))
     except (TypeError, ValueError) as error:
         raise InvalidConfigError(f"the checkpoint's recorded evaluation set-up is invalid: {error}") from None
 

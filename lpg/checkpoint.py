@@ -9,7 +9,7 @@ Two kinds (see DESIGN.md, "Checkpoints"):
   time, scores)::
 
       save_objective("checkpoints/lpg-toy", objective, eta, {"envs": [...], "method": "grad"})
-      objective, eta, metadata = load_objective("checkpoints/lpg-toy")
+      objective, eta, metadata = objectives.load("checkpoints/lpg-toy")
       agent = make_agent(spec, heads=objective.heads)
 
   Layout: ``state/`` (eta, orbax ``StandardSave``; absent when eta has no
@@ -48,7 +48,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -374,10 +374,10 @@ def read_objective_metadata(path: str | os.PathLike, *, verify: bool = True) -> 
     return meta
 
 
-def load_objective(path: str | os.PathLike) -> tuple[Any, Any, dict[str, Any]]:
-    """Loads the objective checkpoint at ``path``.
+def load_objective(path: str | os.PathLike, make: Callable[..., Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Loads the objective checkpoint at ``path`` (``objectives.load(path)`` passes the registry's ``make``).
 
-    Rebuilds the objective with ``objectives.make(name, **config)`` and restores
+    Rebuilds the objective with ``make(name, **config)`` and restores
     ``eta`` against the abstract tree of ``objective.init(PRNGKey(0))``.
 
     Returns:
@@ -388,15 +388,13 @@ def load_objective(path: str | os.PathLike) -> tuple[Any, Any, dict[str, Any]]:
         or config this framework does not know, and an ``eta`` whose tree does
         not fit the rebuilt objective.
     """
-    import objectives
-
     path = Path(path).absolute()
     where = repr(str(path))
     meta = read_objective_metadata(path)
     name = meta["objective"]["name"]
     config = meta["objective"].get("config") or {}
     try:
-        objective = objectives.make(name, **_config_values(config))
+        objective = make(name, **_config_values(config))
     except UserInputError as e:
         raise CheckpointError(f"objective checkpoint {where} cannot be rebuilt: {_one_line(e)}") from None
     check_agent_heads(meta, objective.heads, where=where, what="the rebuilt objective")

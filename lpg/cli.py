@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import re
 import signal
 import sys
 from typing import Annotated, Union
@@ -20,7 +21,6 @@ import tyro
 from lpg.distributed import initialize_from_env
 from lpg.errors import RunFailedError, RunInterrupted, UserInputError
 from lpg.networks import NetworkConfig
-from training.train import TrainOptions, train
 
 Positional = tyro.conf.Positional
 
@@ -45,113 +45,18 @@ class EnvsCommand:
 
 @dataclasses.dataclass(frozen=True)
 class ObjectivesCommand:
-    """List every objective (hand-designed and learned) with a one-line description."""
+    """List every objective (hand-designed and learned): the commands it supports and a one-line description."""
 
     def run(self) -> int:
         import objectives
 
-        rows = objectives.list_objectives()
-        width = max((len(name) for name, _ in rows), default=0)
-        for name, description in rows:
-            print(f"{name:<{width}}  {description}")
-        return 0
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainCommand(TrainOptions):
-    """Train fresh agents on one environment with a hand-designed objective.
-
-    Writes to --out: summary.json (env, objective, steps, seed, final_return,
-    wall_s, steps_per_s, ...), metrics.jsonl, a TensorBoard event file and
-    learning_curve.png. final_return is the mean undiscounted return of the
-    episodes completed in the last 10% of steps (averaged over seeds).
-    """
-
-    def run(self) -> int:
-        summary = train(self)
-        final = summary["final_return"]
-        if "frames_per_s" in summary:
-            from training.atari import atari_result_lines
-
-            print("\n".join(atari_result_lines(summary, self.out)))
-            return 0
-        print(
-            f"{summary['env']} / {summary['objective']}: final_return "
-            f"{'n/a' if final is None else f'{final:.3f}'} after {summary['steps']:,} steps "
-            f"({summary['wall_s']:.1f}s, {summary['steps_per_s']:,.0f} steps/s); results in {self.out}/summary.json"
-        )
-        return 0
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchEnvsCommand:
-    """Steps per second of every toy environment under vmap (random actions, one jitted scan)."""
-
-    num_envs: int = 1024
-    """Environments stepped in parallel under vmap."""
-    num_steps: int = 1000
-    """Steps per environment (after one compile-and-warm-up run)."""
-    envs: str | None = None
-    """Environments to measure: names, globs or named sets (see `lpg envs`); default: every environment of `lpg envs --kind toy` (the named set `toy` plus mrp, catch and snake)."""
-
-    def run(self) -> int:
-        from lpg import envs
-        from lpg.bench import bench_envs
-        from lpg.errors import InvalidConfigError
-
-        if self.num_envs <= 0 or self.num_steps <= 0:
-            raise InvalidConfigError("--num-envs and --num-steps must be positive")
-        names = envs.resolve_env_spec(self.envs) if self.envs is not None else None
-        rows = bench_envs(names, num_envs=self.num_envs, num_steps=self.num_steps)
-        print(f"| environment | steps/s ({self.num_envs} envs, vmap) |")
-        print("|---|---:|")
-        for row in rows:
-            print(f"| {row['env']} | {row['steps_per_s']:,.0f} |")
-        return 0
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchAtariCommand:
-    """Where Atari training time goes: raw envpool steps/s, the learner's cost per batch, the policy forward, and
-    end-to-end frames/s of A2C, of V-trace with overlapped acting and of FRODO, against the ceiling
-    frames / (env + learner) (training/atari_bench.py)."""
-
-    game: str = "Pong"
-    """Atari game (envpool name, e.g. Pong, Breakout)."""
-    num_envs: int = 16
-    """Emulators stepped in parallel."""
-    unroll_length: int = 5
-    """Steps per rollout (the Atari training default)."""
-    frames: int = 200_000
-    """Frames of each end-to-end run (A2C, V-trace with --overlap, FRODO); the first two updates (compilation) are not timed."""
-    frodo: bool = True
-    """Also time FRODO (1-step meta-gradients); --no-frodo skips it (the slowest part)."""
-    out: str | None = None
-    """Also write every number as JSON to this file (written when the bench ends)."""
-
-    def run(self) -> int:
-        from lpg.errors import InvalidConfigError
-        from lpg.run_io import check_output_file, write_json_atomic
-        from training.atari_bench import bench_atari, format_bench_atari
-
-        if min(self.num_envs, self.unroll_length, self.frames) <= 0:
-            raise InvalidConfigError("--num-envs, --unroll-length and --frames must be positive")
-        from evaluation.atari_scores import reference_scores
-
-        reference_scores(self.game)  # unknown game -> one-line error
-        out = check_output_file(self.out) if self.out else None
-        result = bench_atari(
-            self.game,
-            self.num_envs,
-            self.unroll_length,
-            self.frames,
-            with_frodo=self.frodo,
-            log=lambda message: print(message, file=sys.stderr, flush=True),
-        )
-        print(format_bench_atari(result))
-        if out is not None:
-            write_json_atomic(out, result)
-            print(f"wrote {out}")
+        rows = [(name, ",".join(objectives.make(name).supports.names()) or "-", text)
+                for name, text in objectives.list_objectives()]  # fmt: skip
+        width = max((len(name) for name, _, _ in rows), default=0)
+        uses = max((len(use) for _, use, _ in rows), default=0)
+        for name, use, description in rows:
+            print(f"{name:<{width}}  {use:<{uses}}  {description}")
+        print("\nsupports: train = `lpg train`; online = `lpg discover online`; offline = `lpg discover offline`")
         return 0
 
 
@@ -164,16 +69,22 @@ def _group(name: str, doc: str, members: dict[str, type]) -> type:
 
 
 def _subcommands() -> dict[str, type]:
-    from evaluation.commands import EvaluateCommand
-    from training.offline_commands import BenchOfflineCommand, DiscoverOfflineCommand
-    from training.online_commands import (
+    from lpg.commands.bench import (
+        BenchAtariCommand,
+        BenchEnvsCommand,
+        BenchOfflineCommand,
         BenchOnlineCommand,
-        DiscoverOnlineCommand,
-        ExperimentCommand,
+        BenchScaleCommand,
     )
-    from training.scale_bench import BenchScaleCommand
+    from lpg.commands.discover_offline import DiscoverOfflineCommand
+    from lpg.commands.discover_online import DiscoverOnlineCommand
+    from lpg.commands.evaluate import EvaluateCommand
+    from lpg.commands.experiment import ExperimentCommand
+    from lpg.commands.quickstart import QuickstartCommand
+    from lpg.commands.train import TrainCommand
 
-    commands: dict[str, type] = {
+    return {
+        "quickstart": QuickstartCommand,
         "envs": EnvsCommand,
         "objectives": ObjectivesCommand,
         "train": TrainCommand,
@@ -196,14 +107,6 @@ def _subcommands() -> dict[str, type]:
             },
         ),
     }
-    try:
-        from training.quickstart import QuickstartCommand
-    except ModuleNotFoundError as error:
-        if error.name != "training.quickstart":
-            raise
-    else:
-        commands = {"quickstart": QuickstartCommand, **commands}
-    return commands
 
 
 _INTERRUPTED_ABRUPTLY = False  # set when Ctrl-C stopped a command outside a guarded loop (no checkpoint written)
@@ -285,6 +188,7 @@ def parser_error_line(box: str, command: str) -> str:
             sections[-1].append(line)
     sections = [section for section in sections if section] or [["invalid arguments"]]
     message = " ".join(" ".join(sections[0]).split()).split(" Got errors:")[0]  # not the per-type attempts
+    message = re.sub(r"^Error parsing \w+: ", "", message)  # a config's own check, raised while tyro built it
     suggestions: list[str] = []
     for section in sections[1:]:
         if not section or not section[0].startswith("Perhaps you meant"):
@@ -293,9 +197,13 @@ def parser_error_line(box: str, command: str) -> str:
         for line in section[1:]:
             if line.startswith("--"):
                 option = line.split()[0]
-            elif line.startswith("in lpg ") and option is not None:
-                if line.removeprefix("in ").removesuffix(" --help") == command and option not in suggestions:
-                    suggestions.append(option)
+            elif (
+                line.startswith("in lpg ")
+                and option is not None
+                and line.removeprefix("in ").removesuffix(" --help") == command
+                and option not in suggestions
+            ):
+                suggestions.append(option)
         if not any(line.startswith("in lpg ") for line in section) and option is not None:
             suggestions.append(option)
     hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else ""

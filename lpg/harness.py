@@ -42,6 +42,7 @@ What it guarantees:
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import sys
 import threading
@@ -56,11 +57,11 @@ import numpy as np
 from lpg import distributed
 from lpg.errors import CheckpointError, InvalidConfigError, NonFiniteError, OutputDirError, RunInterrupted
 from lpg.progress import ProgressBar
-from lpg.run_io import RunDir, finished_run
+from lpg.run_io import RunDir, finished_run, to_jsonable
 
 __all__ = [
-    "RUN_CONTROL_FIELDS",
     "METRICS_ROWS",
+    "RUN_CONTROL_FIELDS",
     "RaiseOnSignals",
     "Run",
     "SignalStop",
@@ -217,6 +218,15 @@ class Run:
         self._started = time.perf_counter()
         self.wall_before = 0.0
 
+    @classmethod
+    def from_options(cls, options: Any, config: Any, *, what: str, **kwargs: Any) -> Run:
+        """A run with the run-control options of a command (``out``, ``resume``, ``progress``,
+        ``checkpoint_interval_s``, ``max_nonfinite_skips``; those it lacks keep their defaults)."""
+        for name in ("resume", "progress", "checkpoint_interval_s", "max_nonfinite_skips"):
+            if hasattr(options, name):
+                kwargs.setdefault(name, getattr(options, name))
+        return cls(options.out, config, what=what, **kwargs)
+
     # -- before anything runs --------------------------------------------------------
     def stored(self) -> dict[str, Any] | None:
         """The summary of this run when ``out`` already holds it finished (``--resume``); else None.
@@ -234,6 +244,12 @@ class Run:
     def _has_checkpoint(self) -> bool:
         return self.checkpoint_dir is not None and self._checkpoints().latest_training_step(self.checkpoint_dir) is not None
 
+    def _same_config(self) -> bool:
+        try:
+            return json.loads((self.out / "config.json").read_text()) == to_jsonable(self.config)
+        except (OSError, ValueError):
+            return False
+
     def check_resume(self) -> None:
         """With ``resume``, ``out`` must hold this run; without it, ``out`` must not hold it unfinished.
 
@@ -244,6 +260,8 @@ class Run:
           OutputDirError: an unfinished run of this config in ``out`` without ``--resume``.
         """
         has_config = (self.out / "config.json").exists()
+        if has_config and not self._same_config():
+            return  # a different run: opening the folder says so (``RunDir.prepare``)
         if self.resume and not has_config and not self._has_checkpoint():
             where = self.checkpoint_dir if self.checkpoint_dir is not None else self.out
             raise CheckpointError(
@@ -304,6 +322,10 @@ class Run:
             )
         self.dir.truncate_metrics(rows)
         return done, state, extra
+
+    def session_s(self) -> float:
+        """Seconds of this session (since ``open``'s ``with`` began)."""
+        return time.perf_counter() - self._started
 
     def wall(self) -> float:
         """Seconds of every session of this run (a resumed run's earlier ones included)."""

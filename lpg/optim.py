@@ -22,12 +22,13 @@ import jax.numpy as jnp
 import optax
 
 from lpg.errors import InvalidConfigError
+from lpg.validation import NON_NEGATIVE, Config, Range
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
+class OptimizerConfig(Config):
     """The agent's optimiser.
 
     Attributes:
@@ -50,6 +51,25 @@ class OptimizerConfig:
     b2: float = 0.999
     eps: float = 1e-8
     eps_root: float = 1e-8
+
+    WHAT = "optimizer"
+    RANGES = {
+        "max_grad_norm": NON_NEGATIVE,
+        "b1": Range(0.0, 1.0, open_high=True),
+        "b2": Range(0.0, 1.0, open_high=True),
+        "eps": NON_NEGATIVE,
+        "eps_root": NON_NEGATIVE,
+    }
+
+    def check(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise InvalidConfigError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in ("constant", "linear"):
+            raise InvalidConfigError(f"unknown learning-rate schedule {self.schedule!r}; choose constant or linear")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise InvalidConfigError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.name == "adam" and not self.eps_root > 0:
+            raise InvalidConfigError("adam needs eps_root > 0 (meta-gradients through Adam are NaN otherwise)")
 
 
 class ScaleByMetaAdamState(NamedTuple):
@@ -111,22 +131,8 @@ def scale_by_meta_rms(decay: float = 0.99, eps: float = 1e-5) -> optax.GradientT
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def validate_optimizer(config: OptimizerConfig) -> None:
-    if config.name not in OPTIMIZERS:
-        raise InvalidConfigError(f"unknown optimizer {config.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if config.schedule not in ("constant", "linear"):
-        raise InvalidConfigError(f"unknown learning-rate schedule {config.schedule!r}; choose constant or linear")
-    if not config.learning_rate > 0:
-        raise InvalidConfigError(f"learning rate must be positive, got {config.learning_rate}")
-    if config.name == "adam" and not config.eps_root > 0:
-        raise InvalidConfigError("adam needs eps_root > 0 (meta-gradients through Adam are NaN otherwise)")
-    if config.max_grad_norm < 0:
-        raise InvalidConfigError(f"max_grad_norm must be >= 0, got {config.max_grad_norm}")
-
-
 def make_optimizer(config: OptimizerConfig, total_updates: int | None = None) -> optax.GradientTransformation:
     """Builds the agent optimiser; ``total_updates`` is needed by the linear schedule."""
-    validate_optimizer(config)
     if config.schedule == "linear":
         if not total_updates:
             raise InvalidConfigError("the linear learning-rate schedule needs the total number of updates")

@@ -317,3 +317,42 @@ def plot_lines(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_bars(
+    path: Path,
+    labels: list[str],
+    values: list[float | None],
+    *,
+    title: str,
+    ylabel: str,
+    hlines: Iterable[tuple[str, float, str]] = (),
+) -> Path:
+    """Saves a bar chart, one annotated bar per label (None is drawn as 0 and marked n/a).
+
+    ``hlines``: ``(label, y, linestyle)`` reference lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(labels) + 2.0), 4.2))
+    xs = list(range(len(labels)))
+    heights = [0.0 if v is None else v for v in values]
+    ax.bar(xs, heights, color="tab:blue")
+    for x, v, h in zip(xs, values, heights):
+        ax.annotate("n/a" if v is None else f"{v:.2f}", (x, h), ha="center", va="bottom", fontsize=8)
+    for label, y, style in hlines:
+        ax.axhline(y, linestyle=style, linewidth=1, color="grey", label=label)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -40,6 +40,7 @@ __all__ = [
     "Objective",
     "Supports",
     "list_objectives",
+    "load",
     "make",
     "names",
     "register",
@@ -174,6 +175,17 @@ def require(name: str, what: str, overrides: dict[str, Any] | None = None) -> Ob
             f"objective {name!r} does not support `{commands[what]}`: {hint}; objectives that do: {', '.join(able)}"
         )
     return objective
+
+
+def load(path: Any) -> tuple[Objective, Eta, dict[str, Any]]:
+    """``(objective, eta, metadata)`` of the objective checkpoint at ``path``, rebuilt from this registry.
+
+    Raises:
+      CheckpointError: a missing, corrupted or incompatible checkpoint (``lpg.checkpoint.load_objective``).
+    """
+    from lpg.checkpoint import load_objective
+
+    return load_objective(path, make)
 
 
 def replace_config(config: Any, **overrides: Any) -> Any:

@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from evaluation.atari_scores import atari_games, human_normalised, reference_scores, score_table_source
+from lpg.envs.atari_scores import atari_games, human_normalised, reference_scores, score_table_source
 from lpg.errors import UnknownNameError, UserInputError
 
 
@@ -62,7 +62,7 @@ def test_game_name_spellings():
 def test_unknown_game_is_a_clear_user_error():
     with pytest.raises(
         UnknownNameError,
-        match="unknown Atari game 'Pongg'; did you mean 'Pong'\\? Atari-57 games: see `lpg envs --kind atari`$",
+        match=r"unknown Atari game 'Pongg'; did you mean 'Pong'\? Atari-57 games: see `lpg envs --kind atari`$",
     ):
         human_normalised("Pongg", 1.0)
     with pytest.raises(UnknownNameError):

@@ -196,35 +196,8 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
         if command == "train"
         else ["discover", "online", "atari/Pong", "--objective", "frodo"]
     )
-    args += (
-        [
-            "--frames",
-            "1280",
-            "--num-envs",
-            "2",
-            "--unroll-length",
-            "8",
-            "--checkpoint-interval-s",
-            "0",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-        if command == "train"
-        else [
-            "--frames",
-            "1280",
-            "--num-envs",
-            "2",
-            "--unroll-length",
-            "8",
-            "--checkpoint-interval-s",
-            "0",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    args += ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0"]
+    args += ["--out", str(out), "--no-progress"]
     original, calls = atari.AtariActor.collect, [0]
 
     def crash_on_the_fourth_rollout(self, params):

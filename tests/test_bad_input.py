@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import objectives
 from lpg import checkpoint as ck
 from lpg.cli import main
 from lpg.errors import (
@@ -145,14 +146,15 @@ def test_did_you_mean_picks_the_closest_names_only():
 def test_unknown_names_raise_unknown_name_error(tmp_path):
     import objectives
     from lpg import envs
+    from lpg.commands.discover_online import OnlineOptions, discover_online
     from training.offline import OfflineConfig
-    from training.online import discover_online, run_experiment
+    from training.online import run_experiment
 
     calls = [
         lambda: envs.make("no_such_env"),
         lambda: envs.resolve_env_spec("gridworld/nope*"),
         lambda: objectives.make("nope"),
-        lambda: discover_online("catch", "nope", out=str(tmp_path / "out")),
+        lambda: discover_online(OnlineOptions("catch", "nope", out=str(tmp_path / "out"))),
         lambda: run_experiment("no-such-experiment", str(tmp_path / "out")),
         lambda: OfflineConfig(method="foo").validate(),
         lambda: OfflineConfig(method="es", es_algorithm="Nope_ES").validate(),
@@ -229,14 +231,13 @@ def test_resume_without_a_training_checkpoint(tmp_path, capsys):
 
 
 def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
-    from training.offline import discover_offline
-    from training.offline_commands import DiscoverOfflineCommand
+    from lpg.commands.discover_offline import DiscoverOfflineCommand, discover_offline
 
     for case, (spoil, phrase) in CHECKPOINT_CASES.items():
         path = Path(shutil.copytree(SHIPPED, tmp_path / case))
         spoil(path)
         with pytest.raises(CheckpointError, match=re.escape(phrase)):
-            ck.load_objective(path)
+            objectives.load(path)
     with pytest.raises(CheckpointError, match="no training checkpoint"):
         discover_offline(DiscoverOfflineCommand(envs="chain/short", resume=True, out=str(tmp_path / "out")).options())
     assert issubclass(CheckpointError, UserInputError) and not (tmp_path / "out").exists()
@@ -270,21 +271,21 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         ([*ONLINE, "--mix", "--mix-coefficient", "1.5"], "--mix-coefficient must lie in [0, 1], got 1.5"),
         ([*ONLINE, "--mix", "--mix-coefficient", "-0.1"], "--mix-coefficient must lie in [0, 1], got -0.1"),
         ([*ONLINE, "--mix-coefficient", "0.5"], "add --mix"),
-        ([*OFFLINE, "--meta-steps", "-1"], "meta_steps must be >= 0"),
-        ([*OFFLINE, "--num-lifetimes", "0"], "num_lifetimes must be positive"),
-        ([*OFFLINE, "--num-lifetimes", "-3"], "num_lifetimes must be positive"),
+        ([*OFFLINE, "--meta-steps", "-1"], "--meta-steps must be >= 0"),
+        ([*OFFLINE, "--num-lifetimes", "0"], "--num-lifetimes must be positive"),
+        ([*OFFLINE, "--num-lifetimes", "-3"], "--num-lifetimes must be positive"),
         (
             [*OFFLINE, "--num-lifetimes", "1", "--envs", "chain/short,chain/long"],
             "must be at least the number of environments",
         ),
-        ([*OFFLINE, "--num-envs", "0"], "num_envs must be positive"),
-        ([*OFFLINE, "--unroll-length", "0"], "unroll_length must be positive"),
-        ([*OFFLINE, "--lifetime-updates", "0"], "lifetime_updates must be positive"),
+        ([*OFFLINE, "--num-envs", "0"], "--num-envs must be positive"),
+        ([*OFFLINE, "--unroll-length", "0"], "--unroll-length must be positive"),
+        ([*OFFLINE, "--lifetime-updates", "0"], "--lifetime-updates must be positive"),
         (
             [*OFFLINE, "--lifetime-updates", "2", "--inner-updates", "5"],
             "lifetime_updates (2) must be >= inner_updates (5)",
         ),
-        ([*OFFLINE, "--eval-seeds", "0"], "eval_seeds must be positive"),
+        ([*OFFLINE, "--eval-seeds", "0"], "--eval-seeds must be positive"),
         ([*OFFLINE, "--lr-min", "0.5", "--lr-max", "0.1"], "lr_range must satisfy 0 < low <= high"),
         ([*EVALUATE, "--steps", "0"], "--steps must be positive, got 0"),
         ([*EVALUATE, "--seeds", "0"], "--seeds must be positive, got 0"),
@@ -309,17 +310,18 @@ def test_invalid_number(tmp_path, capsys, args, phrase):
 
 
 def test_invalid_numbers_raise_invalid_config_error(tmp_path):
-    from evaluation.evaluate import EvaluateOptions, run_evaluate
+    from lpg.commands.discover_online import OnlineOptions, discover_online
+    from lpg.commands.evaluate import EvaluateOptions, run_evaluate
+    from lpg.commands.train import TrainOptions, train
     from training.meta_gradient import MetaGradConfig
     from training.offline import OfflineConfig
-    from training.online import discover_online, run_experiment
-    from training.train import TrainOptions, train
+    from training.online import run_experiment
 
     out = str(tmp_path / "out")
     calls = [
         lambda: train(TrainOptions("catch", steps=0, out=out)),
-        lambda: discover_online("catch", "mgrl", steps=-5, out=out),
-        lambda: discover_online("catch", "mgrl", mix=False, mix_k=0.5, steps=100, out=out),
+        lambda: discover_online(OnlineOptions("catch", "mgrl", steps=-5, out=out)),
+        lambda: discover_online(OnlineOptions("catch", "mgrl", mix=False, mix_coefficient=0.5, steps=100, out=out)),
         lambda: run_experiment("mrp-gamma", out, mix=True, mix_k=1.5, steps=1),
         lambda: run_evaluate(EvaluateOptions(str(SHIPPED), seeds=0, out=out)),
         lambda: MetaGradConfig(mix=True, mix_k=-0.1).validate(),

@@ -113,7 +113,7 @@ def saved(tmp_path):
 
 def test_objective_round_trip_gives_identical_arrays_and_metadata(saved):
     path, objective, eta = saved
-    loaded, loaded_eta, meta = ck.load_objective(path)
+    loaded, loaded_eta, meta = objectives.load(path)
     assert loaded.name == objective.name and loaded.config == objective.config  # tuples come back as tuples
     assert_trees_equal(eta, loaded_eta)
     for key, value in PROVENANCE.items():
@@ -130,14 +130,14 @@ def test_objective_round_trip_gives_identical_arrays_and_metadata(saved):
 def test_a2c_objective_with_empty_eta_round_trips(tmp_path):
     a2c = objectives.make("a2c", gamma=0.9)
     path = ck.save_objective(tmp_path / "a2c", a2c, a2c.init(jax.random.PRNGKey(0)), {"method": "none"})
-    loaded, eta, meta = ck.load_objective(path)
+    loaded, eta, meta = objectives.load(path)
     assert loaded.name == "a2c" and loaded.config == a2c.config and eta == {}
     assert meta["method"] == "none" and meta["eta_num_params"] == 0
 
 
 def test_wrong_agent_y_size_fails_with_a_clear_message(saved):
     path, _, _ = saved
-    objective, _, meta = ck.load_objective(path)
+    objective, _, meta = objectives.load(path)
     with pytest.raises(CheckpointError) as error:
         ck.check_agent_heads(meta, 8)
     assert "expects agent heads y_size=30 but the agent has y_size=8" in one_line(error)
@@ -149,14 +149,14 @@ def test_wrong_agent_y_size_fails_with_a_clear_message(saved):
 
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError) as error:
-        ck.load_objective(tmp_path / "nope")
+        objectives.load(tmp_path / "nope")
     assert "no objective checkpoint" in one_line(error) and "nope" in str(error.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not an objective checkpoint"):
-        ck.load_objective(tmp_path / "empty")
+        objectives.load(tmp_path / "empty")
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match="is a file"):
-        ck.load_objective(tmp_path / "file")
+        objectives.load(tmp_path / "file")
 
 
 def _data_files(path):
@@ -171,7 +171,7 @@ def test_truncated_data_file(saved):
     victim = _data_files(path)[0]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.raises(CheckpointError) as error:
-        ck.load_objective(path)
+        objectives.load(path)
     assert "truncated" in one_line(error) and str(path) in str(error.value)
 
 
@@ -180,7 +180,7 @@ def test_deleted_data_file(saved):
     victim = _data_files(path)[0]
     victim.unlink()
     with pytest.raises(CheckpointError) as error:
-        ck.load_objective(path)
+        objectives.load(path)
     assert "missing" in one_line(error) and victim.name in str(error.value)
 
 
@@ -191,13 +191,13 @@ def test_corrupted_data_and_metadata(saved):
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupted") as error:
-        ck.load_objective(path)
+        objectives.load(path)
     one_line(error)
     meta_file = path / "meta" / "metadata"
     meta_file.write_text("{not json")
     ck._write_checksums(path)  # consistent checksums: the JSON itself is what is broken
     with pytest.raises(CheckpointError, match="corrupted metadata") as error:
-        ck.load_objective(path)
+        objectives.load(path)
     one_line(error)
 
 
@@ -223,7 +223,7 @@ def test_incompatible_metadata(saved, changes, expected):
     path, _, _ = saved
     _rewrite_metadata(path, **changes)
     with pytest.raises(CheckpointError) as error:
-        ck.load_objective(path)
+        objectives.load(path)
     assert expected in one_line(error)
 
 
@@ -233,7 +233,7 @@ def test_eta_tree_mismatch(tmp_path):
     eta["net"]["w"] = jnp.zeros((5, 30))
     path = ck.save_objective(tmp_path / "bad", objective, eta, {})
     with pytest.raises(CheckpointError) as error:
-        ck.load_objective(path)
+        objectives.load(path)
     assert "net/w is float32[5, 30] in the checkpoint but the objective expects float32[4, 30]" in one_line(error)
 
 
@@ -252,13 +252,13 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch, save
         with pytest.raises(RuntimeError):
             ck.save_objective(tmp_path / "fresh", objective, new_eta, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no staging folder, nothing at "fresh"
-    _, loaded_eta, meta = ck.load_objective(path)
+    _, loaded_eta, meta = objectives.load(path)
     assert_trees_equal(eta, loaded_eta)
     assert meta["method"] == "grad"
 
     # an uninterrupted overwrite replaces the checkpoint and keeps extra files (the model card)
     ck.save_objective(path, objective, new_eta, {"method": "es"})
-    _, loaded_eta, meta = ck.load_objective(path)
+    _, loaded_eta, meta = objectives.load(path)
     assert_trees_equal(new_eta, loaded_eta)
     assert meta["method"] == "es" and (path / "MODEL.md").read_text() == "model card"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

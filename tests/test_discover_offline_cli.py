@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from lpg.checkpoint import load_objective
 from lpg.cli import main
+from objectives import load as load_objective
 
 TOY = [
     "--envs",

@@ -77,9 +77,9 @@ TRAIN = {"env": "chain/short", "num_envs": 8, "unroll_length": 5, "updates": 4, 
 def offline_run(steps: int, shard: bool):
     """GRAD's state after ``steps`` grad meta-steps, and the placement of its lifetimes before them."""
     import objectives
-    from training.offline import OfflineConfig, OfflineTrainer
+    from training.offline import OfflineConfig, make_estimator
 
-    trainer = OfflineTrainer.create(objectives.make("lpg"), OfflineConfig(**GRAD))
+    trainer = make_estimator(objectives.make("lpg"), OfflineConfig(**GRAD))
     state = trainer.jit_init(jax.random.PRNGKey(0))
     state = distributed.shard_offline_state(state) if shard else state
     placed = [x.sharding for x in jax.tree.leaves(state.lifetimes)]
@@ -136,19 +136,21 @@ import json, sys
 from pathlib import Path
 import jax, numpy as np
 import objectives
+import lpg.commands.discover_offline as command
 import training.offline as offline
+from lpg import checkpoint
 
 # The final evaluation trains fresh agents locally on every process; it is not what this test is about.
-offline.evaluate = lambda *args, **kwargs: {"results": {}, "mean_a2c_normalised": float("nan"), "evaluator": "stub"}
+command.evaluate_objective = lambda *args, **kwargs: {"results": {}, "mean_a2c_normalised": float("nan"), "evaluator": "stub"}
 from lpg.cli import main
 from tests.test_distributed import GRAD, leaves
 
 args = json.loads(sys.argv[1])
 code = main(args)
 # What --resume does: process 0 restores the training checkpoint, every process receives it.
-trainer = offline.OfflineTrainer.create(objectives.make("lpg"), offline.OfflineConfig(**GRAD))
+trainer = offline.make_estimator(objectives.make("lpg"), offline.OfflineConfig(**GRAD))
 abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
-step, state, _ = offline._checkpoint_module().restore_training_state(Path(args[args.index("--out") + 1]) / "training_state", abstract)
+step, state, _ = checkpoint.restore_training_state(Path(args[args.index("--out") + 1]) / "training_state", abstract)
 print("RESULT " + json.dumps({
     "code": code, "process": jax.process_index(), "processes": jax.process_count(), "devices": jax.device_count(),
     "step": step, "eta": leaves(state.eta), "lifetimes": leaves(state.lifetimes),
@@ -257,7 +259,7 @@ def test_two_process_discovery_equals_one_process(tmp_path):
     assert all(r["step"] == META_STEPS for r in results)
     assert results[0]["eta"] == results[1]["eta"] and results[0]["lifetimes"] == results[1]["lifetimes"]
     _assert_close(results[0]["eta"], want)
-    from lpg.checkpoint import load_objective
+    from objectives import load as load_objective
 
     _assert_close(leaves(load_objective(out / "objective")[1]), want)
 

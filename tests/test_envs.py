@@ -13,6 +13,7 @@ from lpg import envs
 from lpg.envs.catch import Catch
 from lpg.envs.gridworld import GridWorld, GridWorldState
 from lpg.envs.snake import Snake, SnakeState
+from lpg.errors import InvalidConfigError
 
 TOY_ENVS = [name for name, _ in envs.list_envs(kind="toy")]
 
@@ -50,7 +51,7 @@ def test_shapes_dtypes_and_ranges_under_jit_vmap_scan(name):
     env = envs.make(name)
     spec = env.spec
     num_envs, num_steps = 3, 25
-    _, ts0, states, ts = _rollout(env, num_envs, num_steps)
+    _, ts0, _states, ts = _rollout(env, num_envs, num_steps)
     assert ts0.observation.shape == (num_envs,) + spec.observation_shape
     assert ts.observation.shape == (num_steps, num_envs) + spec.observation_shape
     assert ts.observation.dtype == jnp.dtype(spec.observation_dtype)
@@ -95,7 +96,7 @@ def test_chain_reward_depends_only_on_first_action():
     for correct in (0, 1):
         ts, states = run(jnp.int32(correct), jnp.asarray(seqs))
         reward, done, discount = np.asarray(ts.reward), np.asarray(ts.done), np.asarray(ts.discount)
-        for episode_index, first in ((0, 0), (1, length)):
+        for _episode_index, first in ((0, 0), (1, length)):
             steps = slice(first, first + length)
             expected = np.where(seqs[:, first] == correct, 1.0, -1.0)
             np.testing.assert_array_equal(reward[:, first + length - 1], expected)
@@ -139,7 +140,7 @@ def test_chain_episode_length_equals_chain_length_in_rollout():
 def test_chain_distractor_observation():
     env = envs.make("chain/distractor")
     assert env.spec.observation_shape == (61 + 20,) and env.spec.observation_dtype == "float32"
-    _, ts0, _, ts = _rollout(env, 2, 30, seed=1)
+    _, _ts0, _, ts = _rollout(env, 2, 30, seed=1)
     obs = np.asarray(ts.observation)
     np.testing.assert_array_equal(obs[..., :61].sum(-1), 1.0)
     bits = obs[..., 61:]
@@ -152,7 +153,7 @@ def test_chain_distractor_observation():
 def test_mrp_rewards_and_episode_length():
     env = envs.make("mrp")
     assert env.spec.num_actions == 1 and env.spec.num_observations == 10
-    states0, ts0, _, ts = _rollout(env, 200, 100)
+    _states0, ts0, _, ts = _rollout(env, 200, 100)
     np.testing.assert_array_equal(ts0.observation, 0)
     obs = np.asarray(ts.observation)
     reward = np.asarray(ts.reward)
@@ -366,3 +367,29 @@ def test_snake():
     assert not bool(ts.done) and int(state.head) == 4 * 12 + 4
     _check_snake_observations(np.asarray(ts.observation)[None])
     _check_snake_observations(np.asarray(observe(_snake_state(u_shape, (10, 10), t=4)))[None])
+
+
+def test_mrp_noisy_states_are_a_parameter():
+    from lpg.envs.mrp import MRP
+
+    env = MRP(noisy_states=(0, 4))
+    state, _ = env.reset(jax.random.PRNGKey(0))
+    rewards = []
+    for t in range(10):
+        state, step = env.step(state, jnp.zeros((), jnp.int32), jax.random.PRNGKey(t + 1))
+        rewards.append(float(step.reward))
+    deterministic = [r for i, r in enumerate(rewards) if i not in (0, 4)]
+    assert deterministic == pytest.approx([0.1] * 8) and rewards[0] != 0.1 and rewards[4] != 0.1
+    assert env.spec.optimal_return == pytest.approx(0.8) and "states 0, 4" in env.spec.description
+    with pytest.raises(InvalidConfigError, match=r"noisy states must lie in 0\.\.9"):
+        MRP(noisy_states=(10,))
+
+
+def test_chain_length_range_is_a_parameter():
+    from lpg.envs.chain import DelayedChain
+
+    env = DelayedChain("chain/fixed", max_length=7, min_length=7)
+    lengths = {int(env.reset(jax.random.PRNGKey(k))[0].length) for k in range(20)}
+    assert lengths == {7}
+    with pytest.raises(InvalidConfigError, match="1 <= min_length <= max_length"):
+        DelayedChain("chain/bad", max_length=3, min_length=4)

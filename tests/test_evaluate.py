@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import objectives
-from evaluation.commands import EvaluateCommand
-from evaluation.evaluate import EvaluateOptions, evaluate_objective, results_table, run_evaluate
+from evaluation.evaluate import evaluate_objective, results_table
 from lpg import checkpoint as ck
+from lpg import envs
+from lpg.commands.evaluate import EvaluateCommand, EvaluateOptions, run_evaluate
 from lpg.errors import CheckpointError, InvalidConfigError, UnknownNameError
 from tests.test_checkpoint import YHeadObjective  # noqa: F401  (registers "test-yhead")
 
@@ -118,7 +119,7 @@ def test_cli_invalid_numbers(a2c_checkpoint, tmp_path):
 
 
 def test_lpg_evaluate_uses_the_agent_setup_recorded_in_the_checkpoint(tmp_path):
-    from evaluation.evaluate import EvaluateOptions, checkpoint_train_config, run_evaluate
+    from evaluation.evaluate import checkpoint_train_config
     from lpg.checkpoint import read_objective_metadata
 
     metadata = read_objective_metadata("checkpoints/lpg-toy-v1")
@@ -137,7 +138,7 @@ def test_lpg_evaluate_uses_the_agent_setup_recorded_in_the_checkpoint(tmp_path):
 def test_agent_overrides_reach_the_agents_and_the_a2c_baseline(a2c_checkpoint, tmp_path):
     """--num-envs/--unroll-length/--learning-rate/--optimizer replace the set-up for the evaluated agents
     and the baseline alike: evaluating the A2C objective equals `lpg train` with the same flags, seed by seed."""
-    from training.train import TrainOptions, train
+    from lpg.commands.train import TrainOptions, train
 
     flags = {"num_envs": 8, "unroll_length": 10, "learning_rate": 3e-3, "optimizer": "rmsprop"}
     options = EvaluateOptions(
@@ -169,7 +170,7 @@ def test_agent_overrides_reach_the_agents_and_the_a2c_baseline(a2c_checkpoint, t
 def test_objective_config_overrides_keep_the_learned_parameters(tmp_path):
     from evaluation.evaluate import with_config_overrides
 
-    objective, eta, _ = ck.load_objective("checkpoints/lpg-toy-v1")
+    objective, eta, _ = objectives.load("checkpoints/lpg-toy-v1")
     changed = with_config_overrides(objective, eta, ("alpha_y=0.1",))
     assert changed.config.alpha_y == 0.1 and changed.config.hidden_size == objective.config.hidden_size
     assert with_config_overrides(objective, eta, ()) is objective
@@ -177,3 +178,14 @@ def test_objective_config_overrides_keep_the_learned_parameters(tmp_path):
         with_config_overrides(objective, eta, ("hidden_size=64",))
     with pytest.raises(InvalidConfigError, match="no field 'nope'"):
         with_config_overrides(objective, eta, ("nope=1",))
+
+
+def test_evaluate_objective_takes_an_environment_value_that_is_not_registered():
+    from lpg.envs.chain import DelayedChain
+
+    mine = DelayedChain("my/fixed_chain", max_length=6, min_length=6)
+    evaluation = evaluate_objective(objectives.make("a2c"), {}, [mine], 400, 1, seed=0)
+    result = evaluation["results"]["my/fixed_chain"]
+    assert result["steps"] >= 400 and result["a2c_normalised"] == 1.0  # A2C against itself, same seeds
+    with pytest.raises(UnknownNameError):
+        envs.make("my/fixed_chain")  # nothing entered the registry

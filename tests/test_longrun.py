@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from lpg import envs
-from lpg.checkpoint import latest_training_step, load_objective
+from lpg.checkpoint import latest_training_step
 from lpg.cli import main
+from lpg.harness import Run
 from lpg.networks import NetworkConfig, make_agent
+from objectives import load as load_objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.longrun import SKIP_KEY, LongRun, guarded_apply
+from training.guards import SKIP_KEY, guarded_apply
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_TOY = [
@@ -99,7 +101,7 @@ def test_agent_update_skips_a_non_finite_gradient_under_jit_and_vmap():
 
 
 def test_consecutive_skips_stop_the_run_with_a_clear_message(tmp_path):
-    guard = LongRun(tmp_path / "ts", resume=False, checkpoint_interval_s=0, max_nonfinite_skips=3, what="test run")
+    guard = Run(tmp_path / "run", {}, resume=False, checkpoint_interval_s=0, max_nonfinite_skips=3, what="test run")
     assert guard.count_skips(4, np.array([[0, 1, 1, 0], [1, 0, 0, 0]])) == 3
     assert guard.count_skips(6, np.array([[1, 1], [0, 0]])) == 2  # seed 0: 2 in a row so far
     with pytest.raises(Exception, match="3 consecutive updates had non-finite"):
@@ -110,9 +112,9 @@ def test_consecutive_skips_stop_the_run_with_a_clear_message(tmp_path):
 
 
 def _inject_nan_meta_gradient(monkeypatch, from_step: int, to_step: int) -> None:
-    from training.offline import OfflineTrainer
+    from training.offline import GradEstimator
 
-    original = OfflineTrainer.meta_gradient
+    original = GradEstimator.meta_gradient
 
     def poisoned(self, state):
         grads, per_lifetime, lifetimes, metrics = original(self, state)
@@ -120,7 +122,7 @@ def _inject_nan_meta_gradient(monkeypatch, from_step: int, to_step: int) -> None
         grads = jax.tree.map(lambda g: jnp.where(bad, jnp.nan, g), grads)
         return grads, per_lifetime, lifetimes, metrics
 
-    monkeypatch.setattr(OfflineTrainer, "meta_gradient", poisoned)
+    monkeypatch.setattr(GradEstimator, "meta_gradient", poisoned)
 
 
 def test_offline_nan_meta_gradient_is_skipped_counted_and_the_objective_stays_finite(tmp_path, monkeypatch, capsys):
@@ -162,7 +164,7 @@ def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_l
     assert len(err) == 1 and "2 consecutive updates had non-finite" in err[0] and "last good checkpoint" in err[0]
     assert latest_training_step(out / "training_state") == 3  # meta-steps 3 (skipped, eta kept) was saved; 4 stopped
     assert not (out / "summary.json").exists()
-    _, eta, metadata = load_objective(out / "objective")
+    _, eta, _metadata = load_objective(out / "objective")
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
 
 
@@ -170,10 +172,10 @@ def test_offline_stops_after_consecutive_non_finite_meta_gradients_keeping_the_l
 def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evaluation(
     tmp_path, monkeypatch, capsys, signum
 ):
-    import training.offline as offline
-    from training.offline import OfflineTrainer
+    import lpg.commands.discover_offline as command
+    from training.offline import GradEstimator
 
-    original_evaluate = offline.evaluate
+    original_evaluate = command.evaluate_objective
     calls = []
 
     def interrupted_once(
@@ -186,7 +188,7 @@ def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evalu
             raise AssertionError("the signal did not stop the evaluation")
         return original_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(offline, "evaluate", interrupted_once)
+    monkeypatch.setattr(command, "evaluate_objective", interrupted_once)
     out = tmp_path / "run"
     args = ["discover", "offline", "--method", "grad", "--meta-steps", "3", "--out", str(out), *OFFLINE_TOY]
     assert main(args) == 128 + signum
@@ -204,7 +206,7 @@ def test_offline_interrupted_in_its_final_evaluation_resumes_with_only_the_evalu
     def no_meta_steps(self, state):
         raise AssertionError("the resumed run trained again")
 
-    monkeypatch.setattr(OfflineTrainer, "step", no_meta_steps)
+    monkeypatch.setattr(GradEstimator, "step", no_meta_steps)
     assert main([*args, "--resume"]) == 0 and len(calls) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["meta_steps"] == 3 and [e["meta_step"] for e in summary["evaluations"]] == [3]
@@ -239,8 +241,46 @@ def _wait_for_checkpoint(proc: subprocess.Popen, directory: Path, timeout: float
     raise AssertionError("no checkpoint appeared in time")
 
 
-def test_offline_killed_at_a_random_moment_and_resumed_equals_an_uninterrupted_run(tmp_path):
-    args = ["discover", "offline", "--method", "grad", "--meta-steps", "20", "--checkpoint-every", "1", *OFFLINE_TOY]
+TIMING_KEYS = {"wall_s", "elapsed_s", "fps", "eval/wall_s"}  # the only metrics that may differ between twins
+KILLED_RUNS = {
+    # command: (arguments, checkpoint every chunk, checkpoints only at the end)
+    "train": (
+        ["train", "catch", "--steps", "40000", "--no-progress"],
+        ["--checkpoint-interval-s", "0"],
+        ["--checkpoint-interval-s", "3600"],
+    ),
+    "discover offline": (
+        ["discover", "offline", "--method", "grad", "--meta-steps", "20", *OFFLINE_TOY],
+        ["--checkpoint-every", "1"],
+        ["--checkpoint-every", "0"],
+    ),
+}
+
+
+def _metrics(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def _wait_for_rows(proc: subprocess.Popen, out: Path, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()[1][-2000:]}"
+        metrics = out / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().count("\n") >= 2:
+            return
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("no metrics appeared in time")
+
+
+@pytest.mark.parametrize("moment", ["before the first checkpoint", "at a random moment"])
+@pytest.mark.parametrize("command", list(KILLED_RUNS))
+def test_killed_and_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path, command, moment):
+    """SIGKILL at a random moment (or before any checkpoint exists), then the same command with --resume:
+    metrics.jsonl (without its timing keys), the final training state and the objective equal an uninterrupted run's."""
+    base, often, rarely = KILLED_RUNS[command]
+    args = [*base, *(rarely if moment == "before the first checkpoint" else often)]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main([*args, "--out", str(whole)]) == 0
 
@@ -248,20 +288,27 @@ def test_offline_killed_at_a_random_moment_and_resumed_equals_an_uninterrupted_r
     proc = subprocess.Popen(
         _cli(*args, "--out", str(killed)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    _wait_for_checkpoint(proc, killed / "training_state")
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.6))  # a random moment: mid-step, mid-save, ...
+    if moment == "before the first checkpoint":
+        _wait_for_rows(proc, killed)
+    else:
+        _wait_for_checkpoint(proc, killed / "training_state")
+        time.sleep(random.Random(os.getpid()).uniform(0.0, 0.6))  # mid-step, mid-save, ...
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; lengthen it"
+    if moment == "before the first checkpoint":
+        assert latest_training_step(killed / "training_state") is None
 
     resumed = subprocess.run(
         _cli(*args, "--out", str(killed), "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    _, eta_whole, _ = load_objective(whole / "objective")
-    _, eta_killed, _ = load_objective(killed / "objective")
-    _assert_trees_equal(jax.tree.leaves(eta_whole), jax.tree.leaves(eta_killed))
+    assert _metrics(killed) == _metrics(whole)
     _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(killed / "training_state"))
+    if command == "discover offline":
+        _, eta_whole, _ = load_objective(whole / "objective")
+        _, eta_killed, _ = load_objective(killed / "objective")
+        _assert_trees_equal(jax.tree.leaves(eta_whole), jax.tree.leaves(eta_killed))
 
 
 # --------------------------------------------------------------------------- train and discover online: crash, SIGTERM, resume
@@ -294,13 +341,13 @@ def test_train_stopped_by_sigterm_saves_and_resumes_to_the_uninterrupted_result(
 
 
 def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    from lpg.commands.discover_online import OnlineOptions, discover_online
     from training.meta_gradient import MetaGradientTrainer
-    from training.online import discover_online
 
     kwargs = dict(
         steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=2, network=NetworkConfig(hidden_sizes=(16,))
     )
-    whole = discover_online("catch", "self_tuning", out=str(tmp_path / "whole"), **kwargs)
+    whole = discover_online(OnlineOptions("catch", "self_tuning", out=str(tmp_path / "whole"), **kwargs))
 
     original, calls = MetaGradientTrainer.run_seeds, [0]
 
@@ -312,9 +359,9 @@ def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_p
 
     monkeypatch.setattr(MetaGradientTrainer, "run_seeds", crash_on_the_fourth_chunk)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        discover_online("catch", "self_tuning", out=str(tmp_path / "split"), **kwargs)
+        discover_online(OnlineOptions("catch", "self_tuning", out=str(tmp_path / "split"), **kwargs))
     monkeypatch.setattr(MetaGradientTrainer, "run_seeds", original)
-    split = discover_online("catch", "self_tuning", out=str(tmp_path / "split"), resume=True, **kwargs)
+    split = discover_online(OnlineOptions("catch", "self_tuning", out=str(tmp_path / "split"), resume=True, **kwargs))
     assert split["resumed_at_update"] == 3
     assert whole["final_meta_parameters"] == split["final_meta_parameters"]
     assert whole["final_return"] == split["final_return"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import objectives
+from lpg.errors import InvalidConfigError
 from lpg.types import AgentOutput, Rollout, empty_like_y
 from objectives import losses
 from objectives.a2c import A2C, A2CConfig, a2c_loss
@@ -362,5 +363,5 @@ def test_config_overrides_and_registry():
     assert "a2c" in names and "vtrace" in names
     obj = objectives.make("vtrace", rho_bar=2.0)
     assert obj.config.rho_bar == 2.0 and obj.config_dict()["c_bar"] == 1.0
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidConfigError):
         objectives.make("a2c", no_such_field=1.0)

@@ -109,7 +109,7 @@ def _reference_meta_loss(mt, eta, state, key, weights, optimizer, frozen=None):
             record["nu"].append(nu)
             c = i + 1
             params = jax.tree.map(
-                lambda p, m, v: p - 0.1 * (m / (1 - B1**c)) / (jnp.sqrt(v / (1 - B2**c) + EPS_ROOT) + EPS),
+                lambda p, m, v, c=c: p - 0.1 * (m / (1 - B1**c)) / (jnp.sqrt(v / (1 - B2**c) + EPS_ROOT) + EPS),
                 params,
                 mu,
                 nu,
@@ -200,7 +200,7 @@ def test_k0_mixing_equals_one_step_and_nstep_keeps_first_update():
 def test_run_monte_carlo_and_baseline_finite():
     mt, state = _setup("adam", MetaGradConfig(inner_steps=2, monte_carlo=2, meta_grad_clip=0.1, stac_kl_weight=0.1))
     state = _to32(state)
-    new_state, metrics = mt.run(state, 2)
+    _new_state, metrics = mt.run(state, 2)
     assert metrics["meta_grad_norm"].shape == (2,)
     assert np.all(np.isfinite(metrics["meta_grad_norm"])) and np.all(np.isfinite(metrics["outer_kl"]))
     assert set(metrics) >= {"eta/gamma", "eta/td_lambda", "episode_return_sum", "episode_count", "meta_loss"}

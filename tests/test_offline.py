@@ -10,7 +10,7 @@ import pytest
 
 import objectives
 from lpg.errors import InvalidConfigError, UnknownNameError
-from training.offline import OfflineConfig, OfflineTrainer, make_es_algorithm, split_evenly
+from training.offline import OfflineConfig, make_es_algorithm, make_estimator, split_evenly
 
 TINY = dict(envs=("chain/short",), num_lifetimes=3, num_envs=2, unroll_length=5, lifetime_updates=4, inner_updates=1)
 REFS = {"chain/short": (0.0, 1.0)}
@@ -42,17 +42,17 @@ def test_config_validation(objective):
 def test_grad_meta_gradient_is_mean_over_lifetimes_and_step_runs(objective):
     """The meta-gradient equals the mean of meta-gradients computed lifetime by lifetime;
     then grad steps run end to end with finite eta, and lifetimes restart."""
-    trainer = OfflineTrainer.create(objective, OfflineConfig(method="grad", **TINY))
+    trainer = make_estimator(objective, OfflineConfig(method="grad", **TINY))
     state = trainer.jit_init(jax.random.PRNGKey(0))
     meta_grad, per_lifetime, _, _ = jax.jit(trainer.meta_gradient)(state)
     group = trainer.groups[0]
     single = jax.jit(lambda eta, life: jax.grad(lambda e: trainer.lifetime_meta_loss(group, e, life)[0])(eta))
-    separate = [single(state.eta, jax.tree.map(lambda x: x[i], state.lifetimes[0])) for i in range(group.size)]
+    separate = [single(state.eta, jax.tree.map(lambda x, i=i: x[i], state.lifetimes[0])) for i in range(group.size)]
     expected = jax.tree.map(lambda *xs: sum(xs) / len(xs), *separate)
     for got, want in zip(jax.tree.leaves(meta_grad), jax.tree.leaves(expected)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=1e-7)
     for i in range(group.size):  # per-lifetime gradients are not averaged over anything else
-        for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], per_lifetime)), jax.tree.leaves(separate[i])):
+        for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x, i=i: x[i], per_lifetime)), jax.tree.leaves(separate[i])):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=1e-7)
     assert float(optax_norm(meta_grad)) > 0
 
@@ -92,7 +92,7 @@ def test_es_antithetic_step_moves_mean_towards_higher_fitness():
 
 
 def test_es_step_runs_end_to_end(objective):
-    trainer = OfflineTrainer.create(objective, OfflineConfig(method="es", **TINY), references=REFS)
+    trainer = make_estimator(objective, OfflineConfig(method="es", **TINY), references=REFS)
     state = trainer.jit_init(jax.random.PRNGKey(0))
     eta0 = state.eta
     for _ in range(2):

@@ -184,22 +184,25 @@ def test_snake_experiments_run_end_to_end(tmp_path):
     assert "final_return" in summary and (tmp_path / "metagrad" / "meta_parameters.png").exists()
     # The variance study's code path, on Catch to keep the test short (Snake's conv net compiles slowly).
     variance = SnakeVariancePreset(snake=tiny, num_checkpoints=2, num_estimates=3, estimators=("1", "2-mix"))
-    summary = run_snake_variance(variance, str(tmp_path / "variance"), progress=False, env_name="catch")
+    summary = run_snake_variance(variance, str(tmp_path / "variance"), progress=False, env="catch")
     assert set(summary["std_ratio"]) == {"1", "2-mix"} and summary["std_ratio"]["1"] == pytest.approx(1.0)
     assert all(np.isfinite(v) for v in summary["std_ratio"].values())
 
 
 def test_experiment_and_discover_errors(tmp_path):
-    from training.online import discover_online, run_experiment
+    from lpg.commands.discover_online import OnlineOptions, discover_online
+    from training.online import run_experiment
 
     with pytest.raises(UnknownNameError):
         run_experiment("mrp-gama", str(tmp_path / "x"))
     with pytest.raises(InvalidConfigError):
         run_experiment("mrp-gamma", str(tmp_path / "x"), inner_steps=0)
     with pytest.raises(UnknownNameError):
-        discover_online("catch", "a2c", out=str(tmp_path / "y"))
+        discover_online(OnlineOptions("catch", "a2cc", out=str(tmp_path / "y")))
+    with pytest.raises(InvalidConfigError, match="does not support `lpg discover online`"):
+        discover_online(OnlineOptions("catch", "a2c", out=str(tmp_path / "y")))
     with pytest.raises(InvalidConfigError):
-        discover_online("catch", "mgrl", steps=0, out=str(tmp_path / "y"))
+        discover_online(OnlineOptions("catch", "mgrl", steps=0, out=str(tmp_path / "y")))
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -233,3 +236,16 @@ def test_discover_online_takes_the_agent_setup_flags(tmp_path):
     assert (config["num_envs"], config["unroll_length"]) == (4, 5)
     assert (config["optimizer"]["name"], config["optimizer"]["learning_rate"]) == ("sgd", 0.02)
     assert json.loads((out / "summary.json").read_text())["steps"] == 300  # 15 updates of 4 envs x 5 steps
+
+
+def test_mrp_gamma_reports_and_plots_the_noisy_states_of_the_mrp_it_ran_on(tmp_path):
+    from lpg.envs.mrp import MRP
+    from training.online import MRPGammaPreset, run_mrp_gamma
+
+    preset = MRPGammaPreset(inner_steps=1, monte_carlo=1, num_updates=2, num_envs=4)
+    summary = run_mrp_gamma(preset, str(tmp_path / "run"), progress=False, env=MRP(noisy_states=(0, 2, 3)))
+    assert summary["noisy_states"] == [0, 2, 3] and len(summary["gammas"]) == 10
+    gammas = np.asarray(summary["gammas"])
+    assert summary["noisy_max"] == pytest.approx(gammas[[0, 2, 3]].max())
+    assert summary["deterministic_min"] == pytest.approx(gammas[[1, 4, 5, 6, 7, 8, 9]].min())
+    assert (tmp_path / "run" / "gammas.png").stat().st_size > 1000

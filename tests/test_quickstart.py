@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from evaluation.evaluate import checkpoint_train_config
+from lpg.commands.quickstart import SHIPPED_CHECKPOINT, QuickstartCommand, shipped_checkpoint
 from lpg.errors import CheckpointError, InvalidConfigError
-from training.quickstart import SHIPPED_CHECKPOINT, QuickstartCommand, shipped_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,8 @@ def test_shipped_checkpoint_is_small():
 
 
 def test_shipped_checkpoint_loads_and_matches_model_card():
-    from lpg.checkpoint import check_agent_heads, load_objective
+    from lpg.checkpoint import check_agent_heads
+    from objectives import load as load_objective
 
     objective, eta, metadata = load_objective(SHIPPED_CHECKPOINT)
     assert objective.name == "lpg"

@@ -15,7 +15,7 @@ from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import episode_stats, reset_actors, unroll
 from lpg.types import AgentHeads, TimeStep, assert_rollout_shapes
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.train import chunk_sizes, final_return
+from training.loop import chunk_sizes, final_return
 
 
 class CountdownEnv(Environment):

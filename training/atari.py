@@ -21,6 +21,7 @@ runs set it to 1 unless the user overrides it. Scores reported (``score``,
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import time
@@ -34,20 +35,22 @@ import optax
 
 from lpg.envs.atari import AtariConfig, AtariEnv
 from lpg.errors import InvalidConfigError
+from lpg.harness import Run
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig
 from lpg.progress import ProgressBar
-from lpg.run_io import RunDir, plot_lines
+from lpg.run_io import plot_lines
 from lpg.types import Rollout
+from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, UNIT, Config
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.longrun import SKIP_KEY, LongRun, guarded_apply
+from training.guards import SKIP_KEY, guarded_apply
 
 FINAL_FRACTION = 0.1
 WARMUP_UPDATES = 2  # updates left out of ``steady_frames_per_s``: they compile the plain update and the meta-update
 
 
 @dataclasses.dataclass(frozen=True)
-class AtariRunConfig:
+class AtariRunConfig(Config):
     """How an Atari agent is trained.
 
     Attributes:
@@ -69,6 +72,14 @@ class AtariRunConfig:
     sticky_actions: float = 0.0
     episodic_life: bool = False
     log_every_s: float = 20.0
+
+    WHAT = "Atari run"
+    RANGES = {
+        "num_envs": POSITIVE_COUNT,
+        "unroll_length": POSITIVE_COUNT,
+        "sticky_actions": UNIT,
+        "log_every_s": NON_NEGATIVE,
+    }
 
 
 class AtariActor:
@@ -174,32 +185,27 @@ def train_atari(
     eta: Any,
     frames: int,
     seed: int,
-    out: str | None,
+    run: Run | None,
     config: AtariRunConfig = AtariRunConfig(),
     network: NetworkConfig = NetworkConfig(),
     progress: bool = True,
-    run_config: dict | None = None,
-    **longrun: Any,
 ) -> dict[str, Any]:
     """Trains one agent on ``env_name`` for ``frames`` emulator frames with ``objective`` at ``eta``.
 
-    Returns the summary (also written to ``out`` when given): ``score`` (mean
-    raw game score of the games finished in the last 10 % of frames),
-    ``human_normalised``, frames, wall time and frames/s. ``longrun``:
-    ``resume``, ``checkpoint_interval_s``, ``max_nonfinite_skips`` (see ``run_atari``).
+    Returns the summary (also written to ``run``'s folder when given): ``score``
+    (mean raw game score of the games finished in the last 10 % of frames),
+    ``human_normalised``, frames, wall time and frames/s (see ``run_atari``).
     """
     return run_atari(
         env_name,
         objective,
         frames,
         seed,
-        out,
+        run,
         config,
         network,
         progress,
-        run_config,
         make_learner=lambda trainer: PlainLearner(trainer, eta, config.overlap),
-        **longrun,
     )
 
 
@@ -269,7 +275,8 @@ class MetaLearner:
     a meta-gradient through the Nature-DQN costs about 4 plain updates on CPU).
     """
 
-    def __init__(self, meta_trainer, meta_interval: int = 1):
+    def __init__(self, meta_trainer, meta_interval: int = 1, initial_eta: Any = None):
+        self.initial_eta = initial_eta  # a saved objective's eta to start from (None: the objective's init)
         if meta_interval < 1:
             raise InvalidConfigError(f"meta_interval must be >= 1, got {meta_interval}")
         self.mt = meta_trainer
@@ -288,7 +295,7 @@ class MetaLearner:
         params_key, eta_key = jax.random.split(key)
         self.params = trainer.agent.init(params_key)
         self.opt_state = trainer.optimizer.init(self.params)
-        self.eta = trainer.objective.init(eta_key)
+        self.eta = trainer.objective.init(eta_key) if self.initial_eta is None else self.initial_eta
         self.meta_opt_state = self.mt.meta_optimizer.init(self.eta)
         self.next_params = self.params
         self.next_opt_state = self.opt_state
@@ -370,16 +377,12 @@ def run_atari(
     objective,
     frames: int,
     seed: int,
-    out: str | None,
+    run: Run | None,
     config: AtariRunConfig,
     network: NetworkConfig,
     progress: bool,
-    run_config: dict | None,
     make_learner,
     *,
-    resume: bool = False,
-    checkpoint_interval_s: float = 60.0,
-    max_nonfinite_skips: int = 10,
     summary_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Atari host loop shared by plain training and online discovery.
@@ -391,40 +394,26 @@ def run_atari(
     ``eta_metrics()``, ``state()`` and ``restore(state)`` (``PlainLearner``
     or ``MetaLearner``).
 
-    With ``out``, the learner's state (and the actor's RNG key, the scores so
-    far) is checkpointed to ``out/training_state`` every
-    ``checkpoint_interval_s`` seconds and on SIGINT/SIGTERM; ``resume``
-    continues from it. envpool's emulator state cannot be saved, so a resumed
-    run restarts its games from fresh emulators (the games in progress at the
-    checkpoint are lost) and, with ``overlap``, the update in flight at a
-    checkpoint is applied before it: as close to an uninterrupted run as
-    envpool allows, not bit-identical.
+    With a ``run`` (``lpg.harness.Run``, not yet opened), the learner's state
+    (and the actor's RNG key, the scores so far) is checkpointed to its
+    ``training_state`` at its interval and on SIGINT/SIGTERM; its ``resume``
+    continues from it. Without one nothing is written (benchmarks). envpool's
+    emulator state cannot be saved, so a resumed run restarts its games from
+    fresh emulators (the games in progress at the checkpoint are lost) and,
+    with ``overlap``, the update in flight at a checkpoint is applied before
+    it: as close to an uninterrupted run as envpool allows, not bit-identical.
     """
-    from evaluation.atari_scores import human_normalised
-
-    game = game_of(env_name)
     if frames <= 0:
         raise InvalidConfigError(f"--frames must be positive, got {frames}")
-    if config.num_envs <= 0 or config.unroll_length <= 0:
-        raise InvalidConfigError("num_envs and unroll_length must be positive")
-    network.validate()  # make_agent would too, but only after RunDir.prepare
+    network.validate()  # make_agent would too, but only after the run folder is written
     atari_config = AtariConfig(
         num_envs=config.num_envs, seed=seed, sticky_actions=config.sticky_actions, episodic_life=config.episodic_life
     )
-    frames_per_update = config.num_envs * config.unroll_length * atari_config.frame_skip
-    num_updates = max(1, math.ceil(frames / frames_per_update))
-    run = RunDir.prepare(out, run_config or {"env": env_name, "frames": frames, "seed": seed}) if out else None
-    env = AtariEnv(game, atari_config)
-    guard = None
-    if run is not None:
-        guard = LongRun(
-            run.path / "training_state",
-            resume=resume,
-            checkpoint_interval_s=checkpoint_interval_s,
-            max_nonfinite_skips=max_nonfinite_skips,
-            what=f"{env_name} run",
-            unit="updates",
-        )
+    per_update = config.num_envs * config.unroll_length * atari_config.frame_skip
+    num_updates = max(1, math.ceil(frames / per_update))
+    label = f"{'discover' if summary_extra else 'train'} {env_name} ({objective.name})"
+    guard = run.open(total=num_updates * per_update, label=label, progress_unit="frames") if run is not None else None
+    env = AtariEnv(game_of(env_name), atari_config)
     try:
         trainer = build_atari_trainer(env.spec, objective, config, network, num_updates)
         learner = make_learner(trainer)
@@ -432,141 +421,166 @@ def run_atari(
         actor = AtariActor(env, trainer.agent.apply, config.unroll_length, seed + 1)
         if isinstance(learner, MetaLearner):
             learner.empty_rollout = actor.empty_rollout()
-
-        def snapshot() -> dict[str, Any]:
-            return {"learner": learner.state(), "actor_key": actor._key}
-
-        done, extra = 0, {}
-        if guard is not None:
-            guard.__enter__()
-            done, restored, extra = guard.start(snapshot())
-            if done:
-                learner.restore(restored["learner"])
-                actor._key = restored["actor_key"]
-        scores: list[tuple[int, float]] = [
-            tuple(x) for x in extra.get("scores", [])
-        ]  # (frame at which the game ended, score)
-        curve: list[tuple[int, float]] = [tuple(x) for x in extra.get("curve", [])]
-        wall_before = float(extra.get("wall_s", 0.0))
-        start = time.perf_counter()
-        last_log = start
-        total_frames = num_updates * frames_per_update
-        metrics: dict[str, Any] = {}
-        skips = 0
-        warm_start, warm_update = None, None
-        with ProgressBar(
-            f"{'discover' if learner.eta_metrics() else 'train'} {env_name} ({objective.name})",
-            total_frames,
-            "frames",
-            enabled=progress,
-        ) as bar:
-            bar.resume_from(done * frames_per_update)
-            for update in range(done, num_updates):
-                rollout = actor.collect(learner.acting_params)
-                frame = (update + 1) * frames_per_update
-                scores.extend((frame, s) for s in env.pop_game_scores())
-                metrics = learner.learn(rollout) or metrics
-                if update == num_updates - 1:
-                    metrics = learner.finish() or metrics
-                if guard is not None and metrics:
-                    guard.count_skips(update + 1, np.asarray([float(metrics[SKIP_KEY])]))
-                    skips = guard.total_skips
-                now = time.perf_counter()
-                if update == done + WARMUP_UPDATES - 1:
-                    warm_start, warm_update = now, update + 1  # compilation (plain and meta-update) is behind us
-                wall = wall_before + now - start
-                recent = [s for _, s in scores[-20:]]
-                if now - last_log >= config.log_every_s or update == num_updates - 1:
-                    last_log = now
-                    row = {k: float(v) for k, v in jax.device_get(metrics).items()} if metrics else {}
-                    row.update(learner.eta_metrics())
-                    row.update(
-                        frames=frame,
-                        fps=(frame - done * frames_per_update) / (now - start),
-                        games=len(scores),
-                        wall_s=wall,
-                        nonfinite_skips_total=skips,
-                    )
-                    if recent:
-                        row["score_last20"] = float(np.mean(recent))
-                        curve.append((frame, row["score_last20"]))
-                    if run is not None:
-                        run.log(frame, row)
-                bar.update(
-                    frames_per_update,
-                    (f"score {np.mean(recent):.1f}" if recent else "") + (f", skipped {skips}" if skips else ""),
-                )
-                if guard is not None and update < num_updates - 1:
-                    guard.after_chunk(
-                        update + 1, None, extra={"scores": scores, "curve": curve, "wall_s": wall}, lazy_state=snapshot
-                    )
-        params = learner.acting_params
-        jax.block_until_ready(params)
-        end = time.perf_counter()
-        wall_s = wall_before + end - start
-        steady_fps = (
-            (num_updates - warm_update) * frames_per_update / (end - warm_start)
-            if warm_update and warm_update < num_updates
-            else None
+        loop = _AtariLoop(env, actor, learner, guard, num_updates, per_update, config.log_every_s)
+        bar_context = (
+            ProgressBar(label, num_updates * per_update, "frames", enabled=progress) if guard is None else None
         )
-        if guard is not None:
-            guard.save(num_updates, snapshot(), extra={"scores": scores, "curve": curve, "wall_s": wall_s})
+        with contextlib.ExitStack() as stack:
+            if guard is not None:
+                stack.enter_context(guard)
+            loop.start()
+            with bar_context or contextlib.nullcontext(guard.bar) as bar:
+                loop.run(bar)
+            params = loop.finish()
     finally:
-        if guard is not None:
-            guard.__exit__(None, None, None)
         env.close()
-    window_start = total_frames * (1 - FINAL_FRACTION)
-    final_scores = [s for f, s in scores if f > window_start] or [s for _, s in scores[-10:]]
-    score = float(np.mean(final_scores)) if final_scores else None
     summary = {
         "env": env_name,
         "objective": objective.name,
-        "frames": total_frames,
-        "steps": total_frames // atari_config.frame_skip,
         "seed": seed,
-        "score": score,
-        "final_return": score,
-        "final_return_definition": "mean raw game score of games finished in the last 10% of frames (last 10 games if none)",
-        "human_normalised": None if score is None else human_normalised(game, score),
-        "games": len(scores),
-        "final_meta_parameters": {k.removeprefix("eta/"): v for k, v in learner.eta_metrics().items()} or None,
-        "wall_s": wall_s,
-        "frames_per_s": (total_frames - done * frames_per_update) / max(wall_s - wall_before, 1e-9),
-        "steps_per_s": (total_frames - done * frames_per_update)
-        / atari_config.frame_skip
-        / max(wall_s - wall_before, 1e-9),
-        "steady_frames_per_s": steady_fps,
-        "nonfinite_skips": skips,
-        "resumed_at_update": done if resume else None,
+        **loop.summary(game_of(env_name), atari_config.frame_skip),
+        "resumed_at_update": loop.done if run is not None and run.resume else None,
         **(summary_extra or {}),
         "params": params,
+        "eta": getattr(learner, "eta", None),
     }
     if run is not None:
-        plot_lines(
-            run.path / "learning_curve.png",
-            [(objective.name, [f for f, _ in curve], [s for _, s in curve])],
-            title=f"{env_name}: score (mean of last 20 games)",
-            xlabel="frames",
-            ylabel="game score",
-        )
-        eta_curves: dict[
-            str, list[tuple[int, float]]
-        ] = {}  # online discovery: the meta-parameters logged so far (every session's)
-        for row in run.read_metrics():
-            for key, value in row.items():
-                if key.startswith("eta/") and isinstance(value, (int, float)):
-                    eta_curves.setdefault(key.removeprefix("eta/"), []).append((row["step"], value))
-        if eta_curves:
-            plot_lines(
-                run.path / "meta_parameters.png",
-                [(name, [f for f, _ in points], [v for _, v in points]) for name, points in sorted(eta_curves.items())],
-                title=f"{env_name}: meta-parameters ({objective.name})",
-                xlabel="frames",
-                ylabel="value",
-            )
-        run.write_summary({k: v for k, v in summary.items() if k != "params"})
-        run.close()
+        _plot_atari(run, env_name, objective.name, loop.curve)
+        run.finish({k: v for k, v in summary.items() if k not in ("params", "eta")})
     return summary
+
+
+class _AtariLoop:
+    """One Atari lifetime's host loop: act, learn, log, checkpoint; the scores and curve it collects."""
+
+    def __init__(self, env, actor, learner, guard: Run | None, num_updates: int, per_update: int, log_every_s: float):
+        self.env, self.actor, self.learner, self.guard = env, actor, learner, guard
+        self.num_updates, self.per_update, self.log_every_s = num_updates, per_update, log_every_s
+        self.done, self.scores, self.curve = 0, [], []  # scores: (frame at which the game ended, score)
+        self.wall_before, self.skips, self.metrics = 0.0, 0, {}
+        self.warm_start = self.warm_update = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"learner": self.learner.state(), "actor_key": self.actor._key}
+
+    def start(self) -> None:
+        if self.guard is not None:
+            self.done, restored, extra = self.guard.start(self.snapshot())
+            if self.done:
+                self.learner.restore(restored["learner"])
+                self.actor._key = restored["actor_key"]
+            self.scores = [tuple(x) for x in extra.get("scores", [])]
+            self.curve = [tuple(x) for x in extra.get("curve", [])]
+            self.wall_before = float(extra.get("wall_s", 0.0))
+        self.start_time = self.last_log = time.perf_counter()
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.start_time
+
+    def run(self, bar) -> None:
+        bar.resume_from(self.done * self.per_update)
+        for update in range(self.done, self.num_updates):
+            frame = self.step(update)
+            recent = [s for _, s in self.scores[-20:]]
+            now = time.perf_counter()
+            if now - self.last_log >= self.log_every_s or update == self.num_updates - 1:
+                self.last_log = now
+                self.log(frame, recent)
+            skipped = f", skipped {self.skips}" if self.skips else ""
+            bar.update(self.per_update, (f"score {np.mean(recent):.1f}" if recent else "") + skipped)
+            if self.guard is not None and update < self.num_updates - 1:
+                extra = {"scores": self.scores, "curve": self.curve, "wall_s": self.wall()}
+                self.guard.checkpoint(update + 1, None, extra=extra, lazy_state=self.snapshot)
+
+    def step(self, update: int) -> int:
+        """Acts for one rollout and learns from it; returns the frame count after it."""
+        rollout = self.actor.collect(self.learner.acting_params)
+        frame = (update + 1) * self.per_update
+        self.scores.extend((frame, s) for s in self.env.pop_game_scores())
+        self.metrics = self.learner.learn(rollout) or self.metrics
+        if update == self.num_updates - 1:
+            self.metrics = self.learner.finish() or self.metrics
+        if self.guard is not None and self.metrics:
+            self.guard.count_skips(update + 1, np.asarray([float(self.metrics[SKIP_KEY])]))
+            self.skips = self.guard.total_skips
+        if update == self.done + WARMUP_UPDATES - 1:  # compilation (plain and meta-update) is behind us
+            self.warm_start, self.warm_update = time.perf_counter(), update + 1
+        return frame
+
+    def log(self, frame: int, recent: list[float]) -> None:
+        row = {k: float(v) for k, v in jax.device_get(self.metrics).items()} if self.metrics else {}
+        row.update(self.learner.eta_metrics())
+        fps = (frame - self.done * self.per_update) / (time.perf_counter() - self.start_time)
+        row.update(frames=frame, fps=fps, games=len(self.scores), wall_s=self.wall(), nonfinite_skips_total=self.skips)
+        if recent:
+            row["score_last20"] = float(np.mean(recent))
+            self.curve.append((frame, row["score_last20"]))
+        if self.guard is not None:
+            self.guard.log(frame, row)
+
+    def finish(self) -> Any:
+        params = self.learner.acting_params
+        jax.block_until_ready(params)
+        self.end_time = time.perf_counter()
+        if self.guard is not None:
+            extra = {"scores": self.scores, "curve": self.curve, "wall_s": self.wall()}
+            self.guard.save(self.num_updates, self.snapshot(), extra=extra)
+        return params
+
+    def summary(self, game: str, frame_skip: int) -> dict[str, Any]:
+        from lpg.envs.atari_scores import human_normalised
+
+        total = self.num_updates * self.per_update
+        window_start = total * (1 - FINAL_FRACTION)
+        final_scores = [s for f, s in self.scores if f > window_start] or [s for _, s in self.scores[-10:]]
+        score = float(np.mean(final_scores)) if final_scores else None
+        session = max(self.end_time - self.start_time, 1e-9)
+        steady = self.warm_update is not None and self.warm_update < self.num_updates
+        eta = {k.removeprefix("eta/"): v for k, v in self.learner.eta_metrics().items()}
+        return {
+            "frames": total,
+            "steps": total // frame_skip,
+            "score": score,
+            "final_return": score,
+            "final_return_definition": "mean raw game score of games finished in the last 10% of frames "
+            "(last 10 games if none)",
+            "human_normalised": None if score is None else human_normalised(game, score),
+            "games": len(self.scores),
+            "final_meta_parameters": eta or None,
+            "wall_s": self.wall_before + session,
+            "frames_per_s": (total - self.done * self.per_update) / session,
+            "steps_per_s": (total - self.done * self.per_update) / frame_skip / session,
+            "steady_frames_per_s": (self.num_updates - self.warm_update)
+            * self.per_update
+            / (self.end_time - self.warm_start)
+            if steady
+            else None,
+            "nonfinite_skips": self.skips,
+        }
+
+
+def _plot_atari(run: Run, env_name: str, objective: str, curve: list[tuple[int, float]]) -> None:
+    """learning_curve.png and, for online discovery, meta_parameters.png (every session's logged values)."""
+    plot_lines(
+        run.path / "learning_curve.png",
+        [(objective, [f for f, _ in curve], [s for _, s in curve])],
+        title=f"{env_name}: score (mean of last 20 games)",
+        xlabel="frames",
+        ylabel="game score",
+    )
+    eta_curves: dict[str, list[tuple[int, float]]] = {}
+    for row in run.read_metrics():
+        for key, value in row.items():
+            if key.startswith("eta/") and isinstance(value, (int, float)):
+                eta_curves.setdefault(key.removeprefix("eta/"), []).append((row["step"], value))
+    if eta_curves:
+        plot_lines(
+            run.path / "meta_parameters.png",
+            [(name, [f for f, _ in points], [v for _, v in points]) for name, points in sorted(eta_curves.items())],
+            title=f"{env_name}: meta-parameters ({objective})",
+            xlabel="frames",
+            ylabel="value",
+        )
 
 
 def discover_atari_online(
@@ -574,19 +588,19 @@ def discover_atari_online(
     objective,
     frames: int,
     seed: int,
-    out: str | None,
+    run: Run | None,
     meta_config,
     outer_objective,
     config: AtariRunConfig = AtariRunConfig(),
     network: NetworkConfig = NetworkConfig(),
     progress: bool = True,
-    run_config: dict | None = None,
     meta_interval: int = 1,
-    **longrun: Any,
+    initial_eta: Any = None,
 ) -> dict[str, Any]:
     """Online discovery (FRODO, MGRL, STAC) inside one Atari game's lifetime; 1-step meta-gradients.
 
-    Same outputs as ``train_atari`` plus ``final_meta_parameters``; ``longrun`` as there.
+    Same outputs as ``train_atari`` plus ``final_meta_parameters`` and ``eta`` (the final meta-parameters);
+    ``initial_eta`` starts from a saved objective's instead of the objective's ``init``.
     """
     from training.meta_gradient import MetaGradientTrainer
 
@@ -601,19 +615,12 @@ def discover_atari_online(
         objective,
         frames,
         seed,
-        out,
+        run,
         config,
         network,
         progress,
-        run_config,
         make_learner=lambda trainer: MetaLearner(
-            MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval
+            MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval, initial_eta
         ),
-        summary_extra={
-            "inner_steps": 1,
-            "mix": False,
-            "num_seeds": 1,
-            "meta_interval": meta_interval,
-        },  # as toy online runs report
-        **longrun,
+        summary_extra={"inner_steps": 1, "mix": False, "num_seeds": 1, "meta_interval": meta_interval},
     )

@@ -125,8 +125,7 @@ def bench_atari(
     }
     if with_frodo:
         from training.atari import discover_atari_online
-        from training.meta_gradient import MetaGradConfig
-        from training.online import ATARI_META_LEARNING_RATE, ATARI_OUTER_ENTROPY_WEIGHT
+        from training.meta_gradient import ATARI_META_LEARNING_RATE, ATARI_OUTER_ENTROPY_WEIGHT, MetaGradConfig
 
         log(f"bench atari: FRODO end to end (1-step meta-gradients), {frames:,} frames")
         frodo = objectives.make("frodo", reward_clip=1.0)

@@ -48,16 +48,21 @@ from flax import struct
 from lpg.errors import InvalidConfigError
 from lpg.rollout import ActorState, episode_stats, unroll
 from lpg.types import Rollout
+from lpg.validation import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_NUMBER, UNIT, Config, Range
 from objectives.a2c import A2C, A2CConfig
 from objectives.base import Eta, Metrics, Objective
 from training.actor_critic import ActorCriticTrainer, LearnerState, host_loop
-from training.longrun import SKIP_KEY, guarded_apply
+from training.guards import SKIP_KEY, guarded_apply
 
 __all__ = ["MetaGradConfig", "MetaGradientTrainer", "MetaState", "mixing_weights", "pg_outer_objective"]
 
 
+ATARI_META_LEARNING_RATE = 1e-4  # Atari defaults of online discovery (lpg discover online atari/...)
+ATARI_OUTER_ENTROPY_WEIGHT = 0.01
+
+
 @dataclasses.dataclass(frozen=True)
-class MetaGradConfig:
+class MetaGradConfig(Config):
     """How meta-gradients are estimated and applied.
 
     Attributes:
@@ -84,19 +89,20 @@ class MetaGradConfig:
     monte_carlo: int = 1
     stac_kl_weight: float = 0.0
 
+    WHAT = "meta-gradient"
+    RANGES = {
+        "inner_steps": NON_NEGATIVE_INT,
+        "mix_k": UNIT,
+        "meta_learning_rate": POSITIVE_NUMBER,
+        "meta_b1": Range(0.0, 1.0, open_high=True),
+        "meta_b2": Range(0.0, 1.0, open_high=True),
+        "meta_grad_clip": NON_NEGATIVE,
+        "monte_carlo": AT_LEAST_ONE,
+        "stac_kl_weight": NON_NEGATIVE,
+    }
+
     def validate(self) -> None:
-        if self.inner_steps < 0:
-            raise InvalidConfigError(f"inner_steps must be >= 0 (0 = fixed meta-parameters), got {self.inner_steps}")
-        if self.mix_k is not None and not 0.0 <= self.mix_k <= 1.0:
-            raise InvalidConfigError(f"mix_k must lie in [0, 1], got {self.mix_k}")
-        if not self.meta_learning_rate > 0:
-            raise InvalidConfigError(f"meta_learning_rate must be positive, got {self.meta_learning_rate}")
-        if self.meta_grad_clip < 0:
-            raise InvalidConfigError(f"meta_grad_clip must be >= 0, got {self.meta_grad_clip}")
-        if self.monte_carlo < 1:
-            raise InvalidConfigError(f"monte_carlo must be >= 1, got {self.monte_carlo}")
-        if self.stac_kl_weight < 0:
-            raise InvalidConfigError(f"stac_kl_weight must be >= 0, got {self.stac_kl_weight}")
+        """Kept for callers of the earlier API: a built config is already valid."""
 
     @property
     def kappa(self) -> float | None:
@@ -389,9 +395,11 @@ class MetaGradientTrainer:
         return jax.lax.scan(lambda s, _: self.meta_step(s), state, None, length=num_steps)
 
     @functools.partial(jax.jit, static_argnums=(0,))
-    def init_seeds(self, keys: chex.PRNGKey) -> MetaState:
-        """Fresh lifetimes for a batch of keys [S] (leading seed axis)."""
-        return jax.vmap(self.init)(keys)
+    def init_seeds(self, keys: chex.PRNGKey, eta: Eta | None = None) -> MetaState:
+        """Fresh lifetimes for a batch of keys [S] (leading seed axis); every one starts from ``eta`` when given."""
+        if eta is None:
+            return jax.vmap(self.init)(keys)
+        return jax.vmap(self.init, in_axes=(0, None))(keys, eta)
 
     def run_seeds(self, states: MetaState, num_steps: int) -> tuple[MetaState, Metrics]:
         """``run`` for every seed under ``vmap``; metrics [S, num_steps]."""

@@ -20,10 +20,11 @@ runs compiled chunks of meta-steps (seeds under ``vmap``), logs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -32,30 +33,22 @@ import numpy as np
 import objectives
 from lpg import envs
 from lpg.distributed import shard_batch
+from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError, unknown_name_error
+from lpg.harness import Run
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig
 from lpg.progress import ProgressBar
-from lpg.run_io import RunDir, finished_run, plot_lines
+from lpg.run_io import RunDir, plot_lines
 from objectives.a2c import A2C, A2CConfig
-from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.longrun import (
-    SKIP_KEY,
-    LongRun,
-    check_resumable,
-    merge_history,
-    validate_longrun,
-)
+from training.guards import SKIP_KEY
+from training.loop import chunk_sizes, final_return, merge_history, train_loop
 from training.meta_gradient import (
     MetaGradConfig,
     MetaGradientTrainer,
     pg_outer_objective,
 )
-from training.presets import default_preset
-from training.train import chunk_sizes, final_return, override_agent_setup, train_loop
-
-ONLINE_OBJECTIVES = ("mgrl", "self_tuning", "frodo")  # the objectives discover_online meta-learns
 
 # --------------------------------------------------------------------------- presets
 
@@ -224,8 +217,9 @@ def snake_variance_preset() -> SnakeVariancePreset:
 # --------------------------------------------------------------------------- builders
 
 
-def build_mrp_gamma(p: MRPGammaPreset) -> MetaGradientTrainer:
-    env = envs.make("mrp")
+def build_mrp_gamma(p: MRPGammaPreset, env: Environment | None = None) -> MetaGradientTrainer:
+    """The per-state-gamma meta-learner on ``env`` (default: the registered ``mrp``; any ``lpg.envs.mrp.MRP``)."""
+    env = env if env is not None else envs.make("mrp")
     agent = make_agent(env.spec, NetworkConfig(torso="mlp", hidden_sizes=tuple(p.hidden_sizes)))
     objective = objectives.make("mgrl_per_state_gamma", gamma_init=p.gamma_init)
     config = TrainConfig(p.num_envs, p.unroll_length, OptimizerConfig("adam", p.learning_rate))
@@ -242,8 +236,8 @@ def build_mrp_gamma(p: MRPGammaPreset) -> MetaGradientTrainer:
     return MetaGradientTrainer.create(trainer, outer, meta)
 
 
-def build_snake(p: SnakeMetaGradPreset, total_updates: int, env_name: str = "snake") -> MetaGradientTrainer:
-    env = envs.make(env_name)
+def build_snake(p: SnakeMetaGradPreset, total_updates: int, env: Environment | str = "snake") -> MetaGradientTrainer:
+    env = envs.get(env)
     agent = make_agent(env.spec, NetworkConfig())
     objective = objectives.make(
         "self_tuning",
@@ -285,13 +279,15 @@ def run_meta(
     progress: bool = True,
     target_chunks: int = 50,
     step_offset: int = 0,
-    guard: LongRun | None = None,
+    guard: Run | None = None,
+    eta: Any = None,
 ) -> dict[str, Any]:
     """Runs ``num_updates`` meta-steps for ``num_seeds`` seeds; logs each chunk; returns a record.
 
-    With a ``guard`` (training/longrun.py) the run resumes from its newest
-    training checkpoint when asked, counts skipped (non-finite) updates, and
-    writes checkpoints between chunks of a fixed chunk schedule.
+    With a ``guard`` (an opened ``lpg.harness.Run``, also ``run``) the run
+    resumes from its newest training checkpoint when asked, counts skipped
+    (non-finite) updates, writes checkpoints between chunks of a fixed chunk
+    schedule and shows its progress on the run's bar.
 
     Record: ``states`` (final MetaState, seed axis), ``metrics`` (numpy [S, U]),
     ``curve`` (env steps, mean return), ``eta_curve`` ({name: [(step, value)]}),
@@ -299,7 +295,7 @@ def run_meta(
     """
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + num_seeds))
     start = time.perf_counter()
-    states = shard_batch(mt.init_seeds(keys), mt.trainer.config.num_envs)  # batch axis over devices
+    states = shard_batch(mt.init_seeds(keys, eta), mt.trainer.config.num_envs)  # batch axis over devices
     done, extra = 0, {}
     if guard is not None:
         done, states, extra = guard.start(states)
@@ -317,30 +313,19 @@ def run_meta(
     def wall() -> float:
         return wall_before + time.perf_counter() - start
 
-    with ProgressBar(label, num_updates * per_update, "steps", enabled=progress) as bar:
+    bar_context = ProgressBar(label, num_updates * per_update, "steps", enabled=progress) if guard is None else None
+    with bar_context or contextlib.nullcontext(guard.bar) as bar:
         bar.resume_from(done * per_update)
-        for size in LongRun.remaining(chunk_sizes(num_updates, target_chunks), done):
+        for size in Run.remaining(chunk_sizes(num_updates, target_chunks), done):
             states, metrics = mt.run_seeds(states, size)
             metrics = jax.tree.map(np.asarray, jax.device_get(metrics))
             collected.append(metrics)
             done += size
             if guard is not None:
                 guard.count_skips(done, metrics[SKIP_KEY])
-            count = float(metrics["episode_count"].sum())
-            mean_return = float(metrics["episode_return_sum"].sum() / count) if count else float("nan")
-            row = _scalar_row(metrics)
-            for name, values in metrics.items():
-                if name.startswith("eta/"):
-                    row[name] = float(np.mean(values[:, -1]))
-                    eta_curve.setdefault(name[4:], []).append((done, row[name]))
-            row.update(
-                episode_return=mean_return,
-                episodes=count,
-                updates=done,
-                env_steps=done * per_update,
-                env_steps_consumed=done * mt.env_steps_per_meta_step,
-                wall_s=wall(),
-            )
+            row = _meta_row(mt, metrics, done, eta_curve)
+            count, mean_return = row["episodes"], row["episode_return"]
+            row["wall_s"] = wall()
             skipped = ""
             if guard is not None:
                 row["nonfinite_skips_total"] = guard.total_skips
@@ -352,7 +337,7 @@ def run_meta(
                 curve_y.append(mean_return)
             bar.update(size * per_update, (f"return {mean_return:.3f}" if count else "") + skipped)
             if guard is not None:
-                guard.after_chunk(
+                guard.checkpoint(
                     done,
                     states,
                     final=done == num_updates,
@@ -369,6 +354,25 @@ def run_meta(
         "wall_s": wall(),
         "resumed_at": resumed_at,
     }
+
+
+def _meta_row(mt: MetaGradientTrainer, metrics: dict[str, np.ndarray], done: int, eta_curve: dict) -> dict[str, Any]:
+    """A chunk's metrics row (means over seeds and updates; meta-parameters at its last update, also appended
+    to ``eta_curve``)."""
+    count = float(metrics["episode_count"].sum())
+    row = _scalar_row(metrics)
+    for name, values in metrics.items():
+        if name.startswith("eta/"):
+            row[name] = float(np.mean(values[:, -1]))
+            eta_curve.setdefault(name[4:], []).append((done, row[name]))
+    row.update(
+        episode_return=float(metrics["episode_return_sum"].sum() / count) if count else float("nan"),
+        episodes=count,
+        updates=done,
+        env_steps=done * mt.env_steps_per_rollout,
+        env_steps_consumed=done * mt.env_steps_per_meta_step,
+    )
+    return row
 
 
 def _final_eta(mt: MetaGradientTrainer, states) -> dict[str, float]:
@@ -404,17 +408,26 @@ def _check_common(out: str, num_seeds: int) -> None:
 # --------------------------------------------------------------------------- experiments
 
 
-def run_mrp_gamma(p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Bonnet et al. App. C.1 / Fig. 4: per-state discounts of the MRP, learned by meta-gradients."""
+def run_mrp_gamma(
+    p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = True, env: Environment | None = None
+) -> dict[str, Any]:
+    """Bonnet et al. App. C.1 / Fig. 4: per-state discounts of the MRP, learned by meta-gradients.
+
+    ``env``: the MRP (default: the registered ``mrp``, noisy odd states); the
+    summary and the plot name its noisy states, whichever they are. Solved:
+    every deterministic state's gamma above 0.9 and every noisy one's below 0.15.
+    """
+    env = env if env is not None else envs.make("mrp")
+    noisy = list(env.noisy_states)
+    steady = [i for i in range(env.spec.num_observations) if i not in noisy]
     _check_common(out, p.num_seeds)
     if p.num_updates <= 0:
         raise InvalidConfigError(f"--steps (meta-updates) must be positive, got {p.num_updates}")
     if p.unroll_length != 10:
         raise InvalidConfigError("mrp-gamma needs unroll_length 10 (rollouts aligned with the 10-step episodes)")
-    mt = build_mrp_gamma(p)
-    run = RunDir.prepare(
-        out, {"command": "experiment", "experiment": "mrp-gamma", "preset": p, "seed": seed}, allow_existing_same=False
-    )
+    mt = build_mrp_gamma(p, env)
+    run_config = {"command": "experiment", "experiment": "mrp-gamma", "preset": p, "seed": seed, "noisy_states": noisy}
+    run = RunDir.prepare(out, run_config, allow_existing_same=False)
     rec = run_meta(mt, p.num_updates, seed, p.num_seeds, run, label="mrp-gamma", progress=progress)
     gammas_per_seed = np.asarray(jax.nn.sigmoid(rec["states"].eta["gamma_logits"]))  # [S, 10]
     gammas = gammas_per_seed.mean(axis=0)
@@ -429,18 +442,19 @@ def run_mrp_gamma(p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = T
         "seed": seed,
         "gammas": gammas.tolist(),
         "gammas_per_seed": gammas_per_seed.tolist(),
-        "even_min": float(gammas[0::2].min()),
-        "odd_max": float(gammas[1::2].max()),
-        "solved": bool(gammas[0::2].min() > 0.9 and gammas[1::2].max() < 0.15),
+        "noisy_states": noisy,
+        "deterministic_min": float(gammas[steady].min()) if steady else None,
+        "noisy_max": float(gammas[noisy].max()) if noisy else None,
+        "solved": bool(gammas[steady].min(initial=1.0) > 0.9 and gammas[noisy].max(initial=0.0) < 0.15),
         "final_inner_value_loss": float(np.mean(loss[:, -max(1, loss.shape[1] // 10) :])),
         "env_steps": p.num_updates * mt.env_steps_per_rollout,
         "env_steps_consumed": p.num_updates * mt.env_steps_per_meta_step,
         "wall_s": rec["wall_s"],
     }
     series = []
-    for i in range(10):
+    for i in range(env.spec.num_observations):
         xs, ys = zip(*rec["eta_curve"][f"gamma_{i}"])
-        series.append((f"gamma_{i} ({'noisy' if i % 2 else 'deterministic'})", xs, ys))
+        series.append((f"gamma_{i} ({'noisy' if i in noisy else 'deterministic'})", xs, ys))
     plot_lines(
         run.path / "gammas.png",
         series,
@@ -453,12 +467,14 @@ def run_mrp_gamma(p: MRPGammaPreset, out: str, seed: int = 0, progress: bool = T
     return summary
 
 
-def run_catch_frodo(p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def run_catch_frodo(
+    p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool = True, env: Environment | str = "catch"
+) -> dict[str, Any]:
     """FRODO versus A2C on Catch, same agent, batch, optimiser and environment steps."""
     _check_common(out, p.num_seeds)
     if p.steps <= 0:
         raise InvalidConfigError(f"--steps must be positive, got {p.steps}")
-    env = envs.make("catch")
+    env = envs.get(env)
     agent = make_agent(env.spec, NetworkConfig(torso="mlp", hidden_sizes=tuple(p.hidden_sizes)))
     config = TrainConfig(p.num_envs, p.unroll_length, OptimizerConfig("adam", p.learning_rate))
     num_updates = max(1, math.ceil(p.steps / config.steps_per_update))
@@ -537,14 +553,14 @@ def run_catch_frodo(p: CatchFrodoPreset, out: str, seed: int = 0, progress: bool
 
 
 def run_snake_metagrad(
-    p: SnakeMetaGradPreset, out: str, seed: int = 0, progress: bool = True, env_name: str = "snake"
+    p: SnakeMetaGradPreset, out: str, seed: int = 0, progress: bool = True, env: Environment | str = "snake"
 ) -> dict[str, Any]:
     """Bonnet et al. Table 1 (returns): A2C on Snake with meta-learned {gamma, lambda, c_crit, c_entr}."""
     _check_common(out, p.num_seeds)
     if p.steps <= 0:
         raise InvalidConfigError(f"--steps must be positive, got {p.steps}")
     num_updates = max(1, math.ceil(p.steps / (p.num_envs * p.unroll_length)))
-    mt = build_snake(p, num_updates, env_name)
+    mt = build_snake(p, num_updates, env)
     run = RunDir.prepare(
         out,
         {"command": "experiment", "experiment": "snake-metagrad", "preset": p, "seed": seed},
@@ -606,7 +622,7 @@ def parse_estimator(name: str) -> tuple[int, bool]:
 
 
 def run_snake_variance(
-    p: SnakeVariancePreset, out: str, seed: int = 0, progress: bool = True, env_name: str = "snake"
+    p: SnakeVariancePreset, out: str, seed: int = 0, progress: bool = True, env: Environment | str = "snake"
 ) -> dict[str, Any]:
     """Bonnet et al. Table 1, last row: std of n-step / mixing meta-gradients, normalised to 1-step."""
     if p.num_checkpoints <= 0 or p.num_estimates < 2 or p.estimate_batch < 1:
@@ -619,7 +635,7 @@ def run_snake_variance(
     parsed = {name: parse_estimator(name) for name in estimators}
     snake = dataclasses.replace(p.snake, inner_steps=1, mix=False, monte_carlo=1, num_seeds=1)
     num_updates = max(p.num_checkpoints, math.ceil(snake.steps / (snake.num_envs * snake.unroll_length)))
-    base = build_snake(snake, num_updates, env_name)
+    base = build_snake(snake, num_updates, env)
     probes = {
         name: MetaGradientTrainer.create(
             base.trainer, base.outer_objective, dataclasses.replace(base.config, inner_steps=n, mix=mix)
@@ -739,8 +755,12 @@ def run_experiment(
     checkpoints: int | None = None,
     estimates: int | None = None,
     estimate_batch: int | None = None,
+    env: Environment | str | None = None,
 ) -> dict[str, Any]:
     """Runs the named experiment's preset with the given overrides (None = preset value).
+
+    ``env``: the environment to run it on (a value or a registered name;
+    default: the experiment's own, mrp, catch or snake).
 
     ``steps``: environment steps per seed; for mrp-gamma the number of meta-updates.
     ``checkpoints``/``estimates``/``estimate_batch``: snake-variance only:
@@ -795,206 +815,7 @@ def run_experiment(
             raise InvalidConfigError(f"{flag} must be >= {lowest}, got {value}")
         variance_overrides[field] = value
     preset = dataclasses.replace(preset, snake=target, **variance_overrides) if name == "snake-variance" else target
-    return exp.runner(preset, out, seed=seed, progress=progress)
-
-
-ATARI_META_LEARNING_RATE = 1e-4  # Atari defaults of online discovery (see discover_online)
-ATARI_OUTER_ENTROPY_WEIGHT = 0.01
-
-
-def discover_online(
-    env: str,
-    objective: str,
-    *,
-    inner_steps: int = 1,
-    mix: bool = False,
-    mix_k: float | None = None,
-    steps: int | None = None,
-    seed: int = 0,
-    out: str = "runs/discover-online",
-    num_seeds: int = 1,
-    monte_carlo: int = 1,
-    meta_learning_rate: float | None = None,
-    meta_grad_clip: float = 1.0,
-    outer_gamma: float = 0.99,
-    outer_lambda: float = 0.95,
-    stac_kl_weight: float = 0.0,
-    outer_entropy_weight: float | None = None,
-    network: NetworkConfig = NetworkConfig(),
-    progress: bool = True,
-    frames: int | None = None,
-    meta_interval: int = 1,
-    agent_setup: Mapping[str, Any] | None = None,
-    resume: bool = False,
-    checkpoint_interval_s: float = 60.0,
-    max_nonfinite_skips: int = 10,
-) -> dict[str, Any]:
-    """``lpg discover online ENV --objective NAME``: one agent's lifetime with online meta-gradients.
-
-    Toy environments write training checkpoints to ``out/training_state``
-    (every ``checkpoint_interval_s`` seconds at chunk boundaries, and on
-    SIGINT/SIGTERM) and continue with ``resume`` exactly where they stopped.
-
-    Batch shape, agent optimiser and default steps come from the environment's
-    training preset (``training.presets``; on Atari ``training.atari.AtariRunConfig``),
-    with ``agent_setup`` (``num_envs``, ``unroll_length``, ``learning_rate``,
-    ``optimizer``; see ``training.train.override_agent_setup``) on top; the outer loss is the policy
-    gradient with lambda-return advantages (Bonnet et al. eq. 4) at
-    ``outer_gamma`` / ``outer_lambda``, plus ``outer_entropy_weight`` times the
-    policy entropy. ``None`` picks the defaults: meta learning rate 1e-3 and
-    no outer entropy on toy environments; 1e-4 and 0.01 on Atari, where the
-    toy defaults let FRODO collapse Pong's policy to a deterministic one
-    within 2M frames (the targets drifted and the outer loss, with no entropy
-    term, rewarded the collapse).
-    """
-    if objective not in ONLINE_OBJECTIVES:
-        raise unknown_name_error("online objective", objective, ONLINE_OBJECTIVES)
-    if inner_steps < 1:
-        raise InvalidConfigError(f"--inner-steps must be >= 1, got {inner_steps}")
-    check_mix_coefficient(mix, mix_k)
-    validate_longrun(checkpoint_interval_s, max_nonfinite_skips)
-    atari = env.startswith("atari/")
-    meta_learning_rate = (
-        (ATARI_META_LEARNING_RATE if atari else 1e-3) if meta_learning_rate is None else meta_learning_rate
-    )
-    outer_entropy_weight = (
-        (ATARI_OUTER_ENTROPY_WEIGHT if atari else 0.0) if outer_entropy_weight is None else outer_entropy_weight
-    )
-    if meta_learning_rate <= 0:
-        raise InvalidConfigError(f"--meta-learning-rate must be positive, got {meta_learning_rate}")
-    if outer_entropy_weight < 0:
-        raise InvalidConfigError(f"--outer-entropy-weight must be >= 0, got {outer_entropy_weight}")
-    if atari:
-        return _discover_atari(
-            env,
-            objective,
-            inner_steps=inner_steps,
-            mix=mix,
-            mix_k=mix_k,
-            frames=frames,
-            steps=steps,
-            seed=seed,
-            out=out,
-            num_seeds=num_seeds,
-            monte_carlo=monte_carlo,
-            meta_learning_rate=meta_learning_rate,
-            meta_grad_clip=meta_grad_clip,
-            outer_gamma=outer_gamma,
-            outer_lambda=outer_lambda,
-            outer_entropy_weight=outer_entropy_weight,
-            stac_kl_weight=stac_kl_weight,
-            network=network,
-            progress=progress,
-            meta_interval=meta_interval,
-            agent_setup=dict(agent_setup or {}),
-            resume=resume,
-            checkpoint_interval_s=checkpoint_interval_s,
-            max_nonfinite_skips=max_nonfinite_skips,
-        )
-    if frames is not None:
-        raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
-    if meta_interval != 1:
-        raise InvalidConfigError(
-            "--meta-interval is for Atari environments; toy runs take a meta-step after every update"
-        )
-    environment = envs.make(env)
-    spec = environment.spec
-    preset = default_preset(spec)
-    steps = preset.steps if steps is None else steps
-    if steps <= 0:
-        raise InvalidConfigError(f"--steps must be positive, got {steps}")
-    _check_common(out, num_seeds)
-    config = override_agent_setup(preset.config, **(agent_setup or {}))
-    num_updates = max(1, math.ceil(steps / config.steps_per_update))
-    obj: Objective = objectives.make(objective)
-    agent = make_agent(spec, network, heads=obj.heads)
-    trainer = ActorCriticTrainer.create(environment, agent, obj, config, total_updates=num_updates)
-    meta = MetaGradConfig(
-        inner_steps=inner_steps,
-        mix=mix,
-        mix_k=mix_k,
-        monte_carlo=monte_carlo,
-        meta_learning_rate=meta_learning_rate,
-        meta_grad_clip=meta_grad_clip,
-        stac_kl_weight=stac_kl_weight,
-    )
-    mt = MetaGradientTrainer.create(trainer, pg_outer_objective(outer_gamma, outer_lambda, outer_entropy_weight), meta)
-    run_config = {
-        "command": "discover online",
-        "env": spec.name,
-        "objective": objective,
-        "objective_config": obj.config_dict(),
-        "meta": meta,
-        "train_config": config,
-        "network": network,
-        "steps": steps,
-        "seed": seed,
-        "num_seeds": num_seeds,
-        "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight},
-    }
-    if (stored := finished_run(out, run_config, resume=resume)) is not None:
-        return stored
-    check_resumable(out, resume)
-    run = RunDir.prepare(out, run_config)
-    guard = LongRun(
-        run.path / "training_state",
-        resume=resume,
-        checkpoint_interval_s=checkpoint_interval_s,
-        max_nonfinite_skips=max_nonfinite_skips,
-        what=f"discover online {spec.name}",
-    )
-    with guard:
-        rec = run_meta(
-            mt,
-            num_updates,
-            seed,
-            num_seeds,
-            run,
-            label=f"discover online {spec.name} ({objective})",
-            progress=progress,
-            guard=guard,
-        )
-    final, per_seed = _final_return_stats(rec["metrics"])
-    summary = {
-        "env": spec.name,
-        "objective": objective,
-        "inner_steps": inner_steps,
-        "mix": mix,
-        "final_return": final,
-        "final_return_per_seed": per_seed,
-        "final_return_definition": "mean undiscounted return of episodes completed in the last 10% of steps",
-        "final_meta_parameters": _final_eta(mt, rec["states"]),
-        "random_return": spec.random_return,
-        "optimal_return": spec.optimal_return,
-        "steps": num_updates * mt.env_steps_per_rollout,
-        "env_steps_consumed": num_updates * mt.env_steps_per_meta_step,
-        "seed": seed,
-        "num_seeds": num_seeds,
-        "wall_s": rec["wall_s"],
-        "nonfinite_skips": guard.total_skips,
-        "resumed_at_update": rec["resumed_at"] if resume else None,
-    }
-    plot_lines(
-        run.path / "learning_curve.png",
-        [(objective, *rec["curve"])],
-        title=f"{spec.name}: episode return ({objective})",
-        xlabel="environment steps per seed",
-        ylabel="mean episode return",
-    )
-    if rec["eta_curve"]:
-        plot_lines(
-            run.path / "meta_parameters.png",
-            [
-                (name, [x * mt.env_steps_per_rollout for x, _ in pts], [y for _, y in pts])
-                for name, pts in rec["eta_curve"].items()
-            ],
-            title=f"{spec.name}: meta-parameters ({objective})",
-            xlabel="environment steps per seed",
-            ylabel="value",
-        )
-    run.write_summary(summary)
-    run.close()
-    return summary
+    return exp.runner(preset, out, seed=seed, progress=progress, **({"env": env} if env is not None else {}))
 
 
 def bench_online(
@@ -1036,71 +857,3 @@ def bench_online(
             meta = timed(mt.run, meta_state, repeats)
             rows.append({"env": name, "n": n, "plain_ms": 1e3 * plain, "meta_ms": 1e3 * meta, "ratio": meta / plain})
     return rows
-
-
-def _discover_atari(
-    env: str,
-    objective: str,
-    *,
-    frames: int | None,
-    steps: int | None,
-    num_seeds: int,
-    progress: bool,
-    network: NetworkConfig,
-    out: str,
-    seed: int,
-    outer_gamma: float,
-    outer_lambda: float,
-    outer_entropy_weight: float,
-    meta_interval: int,
-    agent_setup: Mapping[str, Any],
-    resume: bool,
-    checkpoint_interval_s: float,
-    max_nonfinite_skips: int,
-    **meta_fields: Any,
-) -> dict[str, Any]:
-    """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
-    longrun = {
-        "resume": resume,
-        "checkpoint_interval_s": checkpoint_interval_s,
-        "max_nonfinite_skips": max_nonfinite_skips,
-    }
-    from training.atari import AtariRunConfig, discover_atari_online
-
-    envs.make_spec(env)  # unknown game -> UnknownNameError
-    if num_seeds != 1:
-        raise InvalidConfigError("Atari runs train one seed per command (--num-seeds 1)")
-    if steps is not None and frames is not None:
-        raise InvalidConfigError("give --frames or --steps for Atari, not both")
-    frames = frames if frames is not None else (steps * 4 if steps is not None else 10_000_000)
-    if frames <= 0:
-        raise InvalidConfigError(f"--frames must be positive, got {frames}")
-    base = objectives.make(objective)
-    obj = objectives.make(objective, reward_clip=1.0) if hasattr(base.config, "reward_clip") else base
-    outer = pg_outer_objective(outer_gamma, outer_lambda, outer_entropy_weight)
-    if hasattr(outer.config, "reward_clip"):
-        outer = type(outer)(dataclasses.replace(outer.config, reward_clip=1.0))
-    meta = MetaGradConfig(**meta_fields)
-    config = override_agent_setup(AtariRunConfig(), **agent_setup)
-    run_config = {
-        "command": "discover online",
-        "env": env,
-        "objective": objective,
-        "objective_config": obj.config_dict(),
-        "meta": meta,
-        "atari_config": config,
-        "network": network,
-        "frames": frames,
-        "seed": seed,
-        "meta_interval": meta_interval,
-        "outer": {"gamma": outer_gamma, "td_lambda": outer_lambda, "entropy_weight": outer_entropy_weight},
-    }
-    if (stored := finished_run(out, run_config, resume=resume)) is not None:
-        return stored
-    check_resumable(out, resume)
-    summary = discover_atari_online(
-        env, obj, frames, seed, out, meta, outer, config, network, progress, run_config, meta_interval, **longrun
-    )
-    summary.pop("params", None)
-    summary["final_meta_parameters"] = summary.get("final_meta_parameters") or {}
-    return summary

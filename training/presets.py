@@ -11,8 +11,7 @@ import dataclasses
 from typing import Any
 
 from lpg.envs.base import EnvSpec
-from lpg.errors import InvalidConfigError
-from lpg.optim import OptimizerConfig, validate_optimizer
+from lpg.optim import OptimizerConfig
 from training.actor_critic import TrainConfig
 
 
@@ -68,15 +67,11 @@ def override_agent_setup(
       InvalidConfigError: a non-positive batch size or unroll length, or an
         invalid optimiser (unknown name, non-positive learning rate, ...).
     """
-    for flag, value in (("--num-envs", num_envs), ("--unroll-length", unroll_length)):
-        if value is not None and value <= 0:
-            raise InvalidConfigError(f"{flag} must be positive, got {value}")
     opt = config.optimizer
     if learning_rate is not None:
         opt = dataclasses.replace(opt, learning_rate=learning_rate)
     if optimizer is not None:
         opt = dataclasses.replace(opt, name=optimizer)
-    validate_optimizer(opt)
     return dataclasses.replace(
         config,
         num_envs=config.num_envs if num_envs is None else num_envs,

@@ -26,73 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from lpg.errors import InvalidConfigError
-from lpg.run_io import check_output_file, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 _FORCE_FLAG = "--xla_force_host_platform_device_count"
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchScaleCommand:
-    """Agent steps/s of offline grad meta-steps and of a plain training batch against device count 1, 2, 4, ...
-
-    Prints a markdown table (speed-up relative to one device). On CPU the
-    devices are forced host devices sharing this machine's cores, so the
-    numbers show the cost of the sharded program rather than a speed-up;
-    several GPUs show the real scaling.
-    """
-
-    device_counts: tuple[int, ...] = ()
-    """Device counts to measure (default: 1, 2, 4, ... up to the GPUs present; on CPU up to max(4, cores))."""
-    env: str = "chain/short"
-    """Toy environment of the offline lifetimes."""
-    num_lifetimes: int = 8
-    """Offline lifetimes (split over devices when divisible by the device count)."""
-    num_envs: int = 16
-    """Environments per offline lifetime."""
-    inner_updates: int = 2
-    """K, agent updates per meta-step."""
-    train_env: str = "catch"
-    """Toy environment of the plain training batch."""
-    train_num_envs: int = 256
-    """Batch size of plain training (split over devices when divisible by the device count)."""
-    updates: int = 10
-    """Plain-training updates per timed call (one compiled scan)."""
-    repeats: int = 3
-    """Timed calls per measurement (after a compile-and-warm-up call)."""
-    timeout_s: int = 600
-    """Seconds allowed to each device count's process."""
-    out: str | None = None
-    """Also write the rows as JSON to this file."""
-
-    def run(self) -> int:
-        from lpg.bench import require_toy_envs
-
-        if (
-            min(
-                self.num_lifetimes,
-                self.num_envs,
-                self.inner_updates,
-                self.train_num_envs,
-                self.updates,
-                self.repeats,
-                self.timeout_s,
-            )
-            <= 0
-        ):
-            raise InvalidConfigError(
-                "--num-lifetimes, --num-envs, --inner-updates, --train-num-envs, --updates, --repeats and --timeout-s must be positive"
-            )
-        if any(d <= 0 for d in self.device_counts):
-            raise InvalidConfigError(f"--device-counts must be positive, got {self.device_counts}")
-        require_toy_envs([self.env, self.train_env], "lpg bench scale")
-        out = check_output_file(self.out) if self.out else None
-        result = bench_scale(self)
-        print(format_bench_scale(result))
-        if out is not None:
-            write_json_atomic(out, result)
-            print(f"wrote {out}")
-        return 0
 
 
 # --------------------------------------------------------------------------- parent
@@ -142,7 +78,7 @@ def default_device_counts(platform: str, available: int) -> list[int]:
     return counts
 
 
-def bench_scale(command: BenchScaleCommand) -> dict[str, Any]:
+def bench_scale(command: Any) -> dict[str, Any]:
     """Runs one process per device count; returns ``{"platform", "cores", "rows": [...]}``."""
     probe = _run_child(
         ["--probe"],
@@ -211,7 +147,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
     from lpg.distributed import shard_batch, shard_offline_state
     from lpg.networks import make_agent
     from training.actor_critic import ActorCriticTrainer, TrainConfig
-    from training.offline import OfflineConfig, OfflineTrainer
+    from training.offline import OfflineConfig, make_estimator
     from training.presets import default_preset
 
     config = OfflineConfig(
@@ -222,7 +158,7 @@ def measure(settings: dict[str, Any]) -> dict[str, Any]:
         inner_updates=settings["inner_updates"],
         lifetime_updates=max(50, settings["inner_updates"]),
     )
-    trainer = OfflineTrainer.create(objectives.make("lpg"), config)
+    trainer = make_estimator(objectives.make("lpg"), config)
     holder = [shard_offline_state(trainer.jit_init(jax.random.PRNGKey(0)))]
     lifetime_devices = len(jax.tree.leaves(holder[0].lifetimes)[0].sharding.device_set)
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import dataclasses
 import signal
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import jax
 import numpy as np
-import tyro
 
 import objectives
 from evaluation.evaluate import evaluate_objective
@@ -35,7 +34,7 @@ from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, POSITIVE_NUMBER, Config
 from objectives.base import Eta, Objective
 from training.actor_critic import TrainConfig
 from training.guards import SKIP_KEY
-from training.offline import METHODS, OfflineConfig, make_estimator
+from training.offline import OfflineConfig, make_estimator
 
 __all__ = ["DiscoverOfflineCommand", "OfflineOptions", "build_offline", "discover_offline"]
 
@@ -276,9 +275,8 @@ def discover_offline(
         "objective_config": objective.config_dict(),
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "meta_steps"},
     }
-    run = Run(
-        options.out, run_config, what="discover offline", unit="meta-steps", resume=options.resume,
-        progress=options.progress, checkpoint_interval_s=0, max_nonfinite_skips=options.max_nonfinite_skips,
+    run = Run.from_options(
+        options, run_config, what="discover offline", unit="meta-steps", checkpoint_interval_s=0,
         matches=lambda s: s.get("meta_steps") == config.meta_steps,
     )  # fmt: skip
     if (stored := run.stored()) is not None:
@@ -450,5 +448,3 @@ def _fmt(value: float | None, spec: str) -> str:
         return "n/a"
     return format(value, spec)
 
-
-assert set(METHODS) == {"grad", "es"} and Annotated and tyro  # the methods the help text names

@@ -26,6 +26,7 @@ from flax import struct
 
 from lpg.envs import register
 from lpg.envs.base import Environment, EnvSpec, first_timestep
+from lpg.errors import InvalidConfigError
 from lpg.types import TimeStep
 
 MIN_LENGTH = 5
@@ -49,11 +50,30 @@ class ChainState:
 
 
 class DelayedChain(Environment):
-    """A delayed chain MDP (see the module docstring)."""
+    """A delayed chain MDP (see the module docstring).
+
+    Args:
+      name: the environment's name.
+      max_length: the longest chain; each task draws its length uniformly from
+        ``min_length..max_length`` at reset.
+      noisy: +-1 rewards on every non-terminal step.
+      num_distractors: random bits appended to a one-hot observation (0: the state index).
+      description: the one-line description ``lpg envs`` shows.
+      min_length: the shortest chain (default ``MIN_LENGTH``, as in LPG).
+    """
 
     def __init__(
-        self, name: str, max_length: int, noisy: bool = False, num_distractors: int = 0, description: str = ""
+        self,
+        name: str,
+        max_length: int,
+        noisy: bool = False,
+        num_distractors: int = 0,
+        description: str = "",
+        min_length: int = MIN_LENGTH,
     ):
+        if not 1 <= int(min_length) <= int(max_length):
+            raise InvalidConfigError(f"chain lengths must satisfy 1 <= min_length <= max_length, got {min_length}, {max_length}")
+        self.min_length = int(min_length)
         self.max_length = int(max_length)
         self.noisy = bool(noisy)
         self.num_distractors = int(num_distractors)
@@ -86,7 +106,7 @@ class DelayedChain(Environment):
     def reset(self, key: chex.PRNGKey) -> tuple[ChainState, TimeStep]:
         k_len, k_correct, k_obs = jax.random.split(key, 3)
         state = ChainState(
-            length=jax.random.randint(k_len, (), MIN_LENGTH, self.max_length + 1, jnp.int32),
+            length=jax.random.randint(k_len, (), self.min_length, self.max_length + 1, jnp.int32),
             correct=jax.random.randint(k_correct, (), 0, 2, jnp.int32),
             branch=jnp.zeros((), jnp.int32),
             t=jnp.zeros((), jnp.int32),

@@ -3,10 +3,13 @@ Reinforcement Learning"), as used by Bonnet et al. 2022 ("One Step at a Time:
 Pros and Cons of Multi-Step Meta-Gradient Reinforcement Learning", App. B.1).
 
 States 0..9 are visited left to right, one per step. The transition leaving
-state i gives reward 0.1 if i is even and a fresh N(0, 1) sample if i is odd.
+state i gives a fresh N(0, 1) sample if i is one of the *noisy* states (by
+default the odd ones, as in the paper; ``MRP(noisy_states=...)`` picks
+others) and 0.1 otherwise.
 The episode ends after leaving state 9 (10 steps per episode) and restarts at
 state 0. There is one (ignored) action. Observation: the int32 state index
-(``num_observations = 10``). Expected return 5 * 0.1 = 0.5 for every policy.
+(``num_observations = 10``). Expected return 0.1 per deterministic state
+(0.5 with the default pattern) for every policy.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from flax import struct
 
 from lpg.envs import register
 from lpg.envs.base import Environment, EnvSpec, first_timestep
+from lpg.errors import InvalidConfigError
 from lpg.types import TimeStep
 
 NUM_STATES = 10
+ODD_STATES = (1, 3, 5, 7, 9)
 
 
 @struct.dataclass
@@ -31,19 +36,34 @@ class MRPState:
 
 
 class MRP(Environment):
-    """The Xu et al. 2018 10-state MRP (see the module docstring)."""
+    """The Xu et al. 2018 10-state MRP (see the module docstring).
 
-    def __init__(self, name: str = "mrp"):
+    Args:
+      name: the environment's name.
+      noisy_states: the states whose reward is N(0, 1) (default: the odd ones);
+        every other state gives 0.1.
+    """
+
+    def __init__(self, name: str = "mrp", noisy_states: tuple[int, ...] = ODD_STATES):
+        noisy_states = tuple(sorted({int(i) for i in noisy_states}))
+        if any(not 0 <= i < NUM_STATES for i in noisy_states):
+            raise InvalidConfigError(f"MRP noisy states must lie in 0..{NUM_STATES - 1}, got {noisy_states}")
+        self.noisy_states = noisy_states
+        self._noisy = jnp.asarray([i in noisy_states for i in range(NUM_STATES)])
+        expected = 0.1 * (NUM_STATES - len(noisy_states))
+        description = _DESCRIPTION if noisy_states == ODD_STATES else _DESCRIPTION.replace(
+            "odd states", f"states {', '.join(map(str, noisy_states)) or 'none'}"
+        )
         self.spec = EnvSpec(
             name=name,
-            description=_DESCRIPTION,
+            description=description,
             observation_shape=(),
             num_actions=1,
             max_episode_steps=NUM_STATES,
             observation_dtype="int32",
             num_observations=NUM_STATES,
-            optimal_return=0.5,
-            random_return=0.5,
+            optimal_return=expected,
+            random_return=expected,
         )
 
     def reset(self, key: chex.PRNGKey) -> tuple[MRPState, TimeStep]:
@@ -54,7 +74,7 @@ class MRP(Environment):
     def step(self, state: MRPState, action: chex.Array, key: chex.PRNGKey) -> tuple[MRPState, TimeStep]:
         del action
         noise = jax.random.normal(key, (), jnp.float32)
-        reward = jnp.where(state.position % 2 == 0, jnp.float32(0.1), noise).astype(jnp.float32)
+        reward = jnp.where(self._noisy[state.position], noise, jnp.float32(0.1)).astype(jnp.float32)
         position = state.position + 1
         done = position >= NUM_STATES
         position = jnp.where(done, 0, position).astype(jnp.int32)

@@ -37,7 +37,7 @@ def bench_offline(config: OfflineConfig, objective: Objective, repeats: int = 3)
     """
     import objectives
 
-    estimator = make_estimator(objective, config, references={n: (0.0, 1.0) for n in config.envs})
+    estimator = make_estimator(objective, config, references=dict.fromkeys(config.envs, (0.0, 1.0)))
     _, meta_s = _seconds(estimator.jit_step, estimator.jit_init(jax.random.PRNGKey(config.seed)), repeats)
     steps = estimator.agent_steps_per_meta_step
 

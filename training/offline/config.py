@@ -139,8 +139,6 @@ class OfflineConfig(Config):
                 "one meta-step advances every lifetime by inner_updates agent updates"
             )
         if self.method == "es":
-            from training.offline.es import es_algorithm_class
-
             es_algorithm_class(self.es_algorithm)
 
     def validate(self) -> None:
@@ -169,3 +167,12 @@ class OfflineConfig(Config):
                 )
             ranges[name] = (float(low), float(high))
         return ranges
+
+
+def es_algorithm_class(name: str) -> type:
+    """The evosax algorithm class called ``name``; UnknownNameError if evosax has none."""
+    from evosax import algorithms as evo
+
+    if name not in evo.algorithms:
+        raise UnknownNameError(f"unknown evosax algorithm {name!r}; e.g. Open_ES, SNES, CMA_ES, Sep_CMA_ES, PGPE")
+    return evo.algorithms[name]

@@ -28,24 +28,14 @@ import numpy as np
 import optax
 
 from lpg import distributed
-from lpg.errors import UnknownNameError
 from lpg.rollout import episode_stats
 from objectives.base import Eta, Metrics
 from training.guards import SKIP_KEY, guarded_apply
-from training.offline.config import MIN_SCORE_SCALE
+from training.offline.config import MIN_SCORE_SCALE, es_algorithm_class
 from training.offline.population import Population
 from training.offline.state import EnvGroup, OfflineState
 
 __all__ = ["ESEstimator", "es_algorithm_class", "make_es_algorithm"]
-
-
-def es_algorithm_class(name: str) -> type:
-    """The evosax algorithm class called ``name``; UnknownNameError if evosax has none."""
-    from evosax import algorithms as evo
-
-    if name not in evo.algorithms:
-        raise UnknownNameError(f"unknown evosax algorithm {name!r}; e.g. Open_ES, SNES, CMA_ES, Sep_CMA_ES, PGPE")
-    return evo.algorithms[name]
 
 
 def make_es_algorithm(name: str, population_size: int, solution: Any, std: float, lr: float):
@@ -151,7 +141,7 @@ class ESEstimator:
 
         carry = (life.params, life.opt_state, life.actor, life.key)
         _, stats = jax.lax.scan(body, carry, None, length=c.lifetime_updates)
-        start = min(int(math.floor((1.0 - c.es_fitness_fraction) * c.lifetime_updates)), c.lifetime_updates - 1)
+        start = min(math.floor((1.0 - c.es_fitness_fraction) * c.lifetime_updates), c.lifetime_updates - 1)
         total = jnp.sum(stats["episode_return_sum"][start:])
         count = jnp.sum(stats["episode_count"][start:])
         return jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan), count

@@ -4,7 +4,7 @@ Two parts, both on toy MDPs and both small enough for a 2-core CPU (about
 2-4 minutes in all with the defaults):
 
 1. ``discover_part``: offline LPG discovery with meta-gradients
-   (``training.offline.discover_offline``) on ``--envs`` for ``--meta-steps``
+   (``lpg.commands.discover_offline``) on ``--envs`` for ``--meta-steps``
    meta-steps; writes the run folder ``OUT/discovery`` (objective checkpoint,
    metrics.jsonl, meta_training.png, summary.json with the A2C-normalised
    scores of fresh agents trained with the just-discovered objective).
@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from lpg.errors import CheckpointError, InvalidConfigError
+from lpg.validation import NON_NEGATIVE_INT, POSITIVE_COUNT, Config
 
 __all__ = ["SHIPPED_CHECKPOINT", "QuickstartCommand", "discover_part", "evaluate_part", "shipped_checkpoint"]
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "lpg-toy-v1"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "lpg-toy-v1"
 
 
 def shipped_checkpoint(path: str | Path | None = None) -> Path:
@@ -53,7 +54,7 @@ def shipped_checkpoint(path: str | Path | None = None) -> Path:
 
 
 @dataclasses.dataclass(frozen=True)
-class QuickstartCommand:
+class QuickstartCommand(Config):
     """Quickstart: a small offline LPG discovery on toy MDPs (minutes on 2 CPU cores), then an evaluation of
     the shipped discovered objective (checkpoints/lpg-toy-v1) against A2C and a random policy.
 
@@ -90,18 +91,18 @@ class QuickstartCommand:
     progress: bool = True
     """Show progress bars with ETA on stderr."""
 
-    def validate(self) -> None:
-        for name in ("meta_steps",):
-            if getattr(self, name) < 0:
-                raise InvalidConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        for name in ("num_lifetimes", "num_envs", "unroll_length", "lifetime_updates", "eval_seeds"):
-            if getattr(self, name) <= 0:
-                raise InvalidConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.eval_steps is not None and self.eval_steps <= 0:
-            raise InvalidConfigError(f"--eval-steps must be positive, got {self.eval_steps}")
+    RANGES = {
+        "meta_steps": NON_NEGATIVE_INT,
+        "num_lifetimes": POSITIVE_COUNT,
+        "num_envs": POSITIVE_COUNT,
+        "unroll_length": POSITIVE_COUNT,
+        "lifetime_updates": POSITIVE_COUNT,
+        "eval_seeds": POSITIVE_COUNT,
+        "eval_steps": POSITIVE_COUNT,
+    }
+    FLAGS = True
 
     def run(self) -> int:
-        self.validate()
         start = time.perf_counter()
         checkpoint = shipped_checkpoint(self.checkpoint)  # fail before the discovery if it is missing
         out = Path(self.out)
@@ -133,17 +134,8 @@ class QuickstartCommand:
 def discover_part(command: QuickstartCommand) -> dict[str, Any]:
     """The small offline discovery of the quickstart (writes ``OUT/discovery``); returns its summary."""
     from lpg.checkpoint import latest_training_step
-    from training.offline import OfflineConfig, OfflineOptions, discover_offline
+    from lpg.commands.discover_offline import OfflineOptions, discover_offline
 
-    config = dataclasses.replace(
-        OfflineConfig(),
-        num_lifetimes=command.num_lifetimes,
-        num_envs=command.num_envs,
-        unroll_length=command.unroll_length,
-        lifetime_updates=command.lifetime_updates,
-        lr_range=(1.5e-2, 6e-2),
-        meta_lr=3e-3,
-    )
     out = Path(command.out) / "discovery"
     options = OfflineOptions(
         envs=command.envs,
@@ -153,7 +145,13 @@ def discover_part(command: QuickstartCommand) -> dict[str, Any]:
         meta_steps=command.meta_steps,
         seed=command.seed,
         objective_config=("hidden_size=16",),
-        config=config,
+        num_lifetimes=command.num_lifetimes,
+        num_envs=command.num_envs,
+        unroll_length=command.unroll_length,
+        lifetime_updates=command.lifetime_updates,
+        lr_min=1.5e-2,
+        lr_max=6e-2,
+        meta_lr=3e-3,
         eval_every=0,
         eval_updates=command.lifetime_updates,
         eval_seeds=command.eval_seeds,
@@ -166,19 +164,14 @@ def discover_part(command: QuickstartCommand) -> dict[str, Any]:
 def evaluate_part(command: QuickstartCommand, checkpoint: Path) -> dict[str, Any]:
     """Evaluates the objective checkpoint on ``command.eval_envs`` (writes ``OUT/evaluation``); returns the summary.
 
-    This is ``lpg evaluate`` (``evaluation.evaluate.run_evaluate``): agents use
+    This is ``lpg evaluate`` (``lpg.commands.evaluate.run_evaluate``): agents use
     the set-up recorded in the checkpoint (``metadata["evaluation"]``: batch
     shape, optimiser, budget), so the numbers are comparable with its MODEL.md.
     The summary adds ``trained_on`` and ``held_out``; ``results.md`` holds the table.
     """
-    from evaluation.evaluate import (
-        PARTIAL_RESULTS,
-        EvaluateOptions,
-        checkpoint_train_config,
-        results_table,
-        run_evaluate,
-    )
+    from evaluation.evaluate import checkpoint_train_config, results_table
     from lpg.checkpoint import read_objective_metadata
+    from lpg.commands.evaluate import PARTIAL_RESULTS, EvaluateOptions, run_evaluate
     from lpg.run_io import write_json_atomic
 
     metadata = read_objective_metadata(checkpoint)

@@ -1,0 +1,71 @@
+"""Online discovery saves what it found (objective/), and a saved objective keeps learning online (--init-objective)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import objectives
+from lpg.cli import main
+from lpg.commands.discover_online import OnlineOptions, discover_online
+from tests.test_bad_input import _flip_bytes
+
+TINY = {"env": "catch", "steps": 8, "num_envs": 2, "unroll_length": 4, "progress": False}  # one update
+
+
+@pytest.fixture(scope="module")
+def online_runs(tmp_path_factory):
+    """One tiny `lpg discover online` lifetime per online-discoverable objective: name -> output folder."""
+    root = tmp_path_factory.mktemp("online")
+    runs = {}
+    for name in objectives.supporting("online"):
+        runs[name] = root / name
+        discover_online(OnlineOptions(objective=name, out=str(runs[name]), **TINY))
+    return runs
+
+
+@pytest.mark.parametrize("name", objectives.supporting("online"))
+def test_online_discovery_saves_an_objective_checkpoint_that_loads_back(online_runs, name):
+    out = online_runs[name]
+    objective, eta, metadata = objectives.load(out / "objective")
+    summary = json.loads((out / "summary.json").read_text())
+    assert objective.name == name and metadata["objective"]["name"] == name
+    assert metadata["envs"] == ["catch"] and metadata["method"] == "online"
+    assert metadata["evaluation"]["num_envs"] == 2 and metadata["evaluation"]["unroll_length"] == 4
+    assert jax.tree.structure(eta) == jax.tree.structure(objective.init(jax.random.PRNGKey(0)))
+    described = {k: float(np.asarray(v)) for k, v in objective.describe_eta(eta).items()}
+    assert described == pytest.approx(summary["final_meta_parameters"], rel=1e-5, abs=1e-7)
+    assert set(metadata["eta_trajectory"]) == set(described)
+    assert summary["objective_checkpoint"] == str(out / "objective")
+
+
+def test_a_corrupted_online_checkpoint_gets_the_one_line_error_of_an_offline_one(online_runs, tmp_path, capsys):
+    spoiled = shutil.copytree(online_runs["frodo"] / "objective", tmp_path / "objective")
+    _flip_bytes(spoiled)
+    assert main(["evaluate", str(spoiled), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lpg: error: objective checkpoint")
+    assert "is corrupted: the checksum of state/d/" in lines[0]  # as for an offline one (tests/test_bad_input.py)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_saved_objective_keeps_learning_online_from_its_checkpoint(online_runs, tmp_path):
+    start = online_runs["frodo"] / "objective"
+    _, eta0, _ = objectives.load(start)
+    out = tmp_path / "adapted"
+    summary = discover_online(OnlineOptions(init_objective=str(start), out=str(out), **TINY))
+    assert summary["objective"] == "frodo"
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_objective"]["objective"]["name"] == "frodo"
+    _, eta1, metadata = objectives.load(out / "objective")
+    assert metadata["init_objective"] == str(start)
+    moved = [
+        float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(jax.tree.leaves(eta0), jax.tree.leaves(eta1))
+    ]
+    assert 0 < max(moved) < 1.0  # one meta-step from the saved eta, not from a fresh init
+    with pytest.raises(Exception, match="does not match the --init-objective checkpoint's objective 'frodo'"):
+        discover_online(OnlineOptions(objective="mgrl", init_objective=str(start), out=str(tmp_path / "x"), **TINY))
