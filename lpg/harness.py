@@ -314,7 +314,7 @@ class Run:
             self._consecutive = None if consecutive is None else np.asarray(consecutive, np.int64)
             self._last_saved_step = done
             self.wall_before = float(extra.get("wall_s", 0.0))
-        elif self.resume:
+        elif self.resume and self.checkpoint_dir is not None:
             print(
                 f"lpg: {str(self.out)!r} holds no training checkpoint (the run stopped before its first one); "
                 "starting it again from the beginning",
