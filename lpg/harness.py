@@ -217,6 +217,9 @@ class Run:
         self._last_saved_step: int | None = None
         self._started = time.perf_counter()
         self.wall_before = 0.0
+        # Called as hook(done, state, extra) just before each training checkpoint is written, so that what a
+        # command saves beside it (e.g. online discovery's objective/) is never newer than the checkpoint.
+        self.save_hooks: list[Callable[[int, Any, Mapping[str, Any]], None]] = []
 
     @classmethod
     def from_options(cls, options: Any, config: Any, *, what: str, **kwargs: Any) -> Run:
@@ -423,6 +426,9 @@ class Run:
         payload["nonfinite_skips"] = self.total_skips
         payload["consecutive_skips"] = None if self._consecutive is None else self._consecutive.tolist()
         payload[METRICS_ROWS] = self.dir.metrics_rows
+        if distributed.is_primary():
+            for hook in self.save_hooks:
+                hook(done, state, payload)
         self._checkpoints().save_training_state(
             self.checkpoint_dir, done, state, payload, history=history, replace=replace
         )

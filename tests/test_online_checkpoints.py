@@ -69,3 +69,22 @@ def test_a_saved_objective_keeps_learning_online_from_its_checkpoint(online_runs
     assert 0 < max(moved) < 1.0  # one meta-step from the saved eta, not from a fresh init
     with pytest.raises(Exception, match="does not match the --init-objective checkpoint's objective 'frodo'"):
         discover_online(OnlineOptions(objective="mgrl", init_objective=str(start), out=str(tmp_path / "x"), **TINY))
+
+
+def test_objective_and_the_best_one_are_saved_beside_every_training_checkpoint(tmp_path):
+    out = tmp_path / "periodic"
+    options = {**TINY, "steps": 96, "checkpoint_interval_s": 0}  # 12 updates, a training checkpoint per chunk
+    summary = discover_online(OnlineOptions(objective="frodo", out=str(out), **options))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    returns = [row["episode_return"] for row in rows if row["episodes"]]
+    assert len(returns) >= 2
+    _, best_eta, best = objectives.load(out / "objective_best")
+    assert best["best_score"] == pytest.approx(max(returns))
+    assert summary["best_recent_score"] == pytest.approx(max(returns))
+    assert summary["objective_best_checkpoint"] == str(out / "objective_best")
+    best_row = next(row for row in rows if row["episodes"] and row["episode_return"] == pytest.approx(max(returns)))
+    assert best["best_at"] == best_row["updates"] and best["recent_score"] == best["best_score"]
+    _, final_eta, final = objectives.load(out / "objective")
+    assert final["final_return"] == summary["final_return"] and final["online"]["steps"] == 96
+    if best["best_at"] < 12:  # the best is an earlier eta than the final one
+        assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(best_eta), jax.tree.leaves(final_eta)))

@@ -183,16 +183,24 @@ def discover_online(options: OnlineOptions) -> dict[str, Any]:
     if (stored := run.stored()) is not None:
         return stored
     label = f"discover online {env.spec.name} ({objective.name})"
+    setup = {"num_envs": config.num_envs, "unroll_length": config.unroll_length, "optimizer": config.optimizer}
+    online = {"inner_steps": options.inner_steps, "mix": options.mix, "steps": num_updates * mt.env_steps_per_rollout}
+    saver = _ObjectiveSaver(
+        run, options, objective, online, setup,
+        eta_of=lambda states: _first_seed(states.eta),
+        score_of=lambda extra: extra["curve_y"][-1] if extra.get("curve_y") else None,
+        eta_curve_of=lambda extra: extra.get("eta_curve"),
+    )  # fmt: skip
     with run.open(total=num_updates * mt.env_steps_per_rollout, label=label, progress_unit="steps"):
         rec = run_meta(mt, num_updates, options.seed, options.num_seeds, run, label=label, guard=run, eta=initial_eta)
         _plot_online(run, env.spec.name, objective.name, mt, rec)
         summary = _online_summary(options, env.spec, mt, num_updates, rec, run)
-        eta = jax.tree.map(lambda x: np.asarray(x)[0], rec["states"].eta)  # the first seed's
-        setup = {"num_envs": config.num_envs, "unroll_length": config.unroll_length, "optimizer": config.optimizer}
-        summary["objective_checkpoint"] = _save_objective(
-            run, options, objective, eta, summary, setup, rec["eta_curve"]
-        )
+        summary.update(saver.final(_first_seed(rec["states"].eta), summary, rec["eta_curve"]))
         return run.finish(summary)
+
+
+def _first_seed(eta: Any) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x)[0], eta)
 
 
 def _objective(options: OnlineOptions) -> tuple[Objective, Any, dict[str, Any] | None]:
@@ -214,33 +222,86 @@ def _provenance(metadata: dict[str, Any]) -> dict[str, Any]:
     return {k: metadata.get(k) for k in ("objective", "envs", "method", "saved_at", "framework_version")}
 
 
-def _save_objective(run: Run, options: OnlineOptions, objective, eta, summary, setup, eta_curve) -> str:
-    """Writes ``objective/``: the discovered objective (the first seed's eta) with its model-card metadata.
+class _ObjectiveSaver:
+    """Saves what online discovery found: ``objective/`` (latest) and ``objective_best/``.
+
+    Registered as a harness save hook, it writes both just before each training
+    checkpoint (every ``--checkpoint-interval-s`` and at the end), so after a kill
+    they are never newer than what ``--resume`` restores. ``objective_best/`` holds
+    the saved meta-parameters whose recent score was the highest so far (toy: the
+    mean return of the episodes of the last logged chunk; Atari: the mean of the
+    last 20 games), with ``best_score`` and ``best_at`` in its metadata. At the end,
+    ``final`` rewrites ``objective/`` with the run's results (final return, score,
+    final meta-parameters). The saved eta is the first seed's.
 
     ``eta_trajectory`` records ``describe_eta`` over the lifetime: meta-parameters
     such as a schedule of gamma only make sense next to the agent that
     co-adapted with them. ``lpg evaluate`` uses the final eta (a frozen
     objective is what transfer measures); the trajectory is there to replay or plot.
     """
-    from lpg import checkpoint
 
-    metadata = {
-        "envs": [summary["env"]],
-        "method": "online",
-        "seed": options.seed,
-        "eta_of_seed": options.seed,
-        "online": {k: summary.get(k) for k in ("inner_steps", "mix", "steps", "frames", "meta_interval")},
-        "final_return": summary.get("final_return"),
-        "score": summary.get("score"),
-        "final_meta_parameters": summary.get("final_meta_parameters"),
-        "eta_trajectory": {name: [list(point) for point in points] for name, points in (eta_curve or {}).items()},
-        "init_objective": options.init_objective,
-        "evaluation": {**setup, "agent_optimizer": dataclasses.asdict(setup.pop("optimizer")),
-                       "steps": summary.get("steps")},
-    }  # fmt: skip
-    path = run.path / "objective"
-    checkpoint.save_objective(path, objective, eta, metadata)
-    return str(path)
+    def __init__(self, run: Run, options: OnlineOptions, objective: Objective, online: dict, setup: dict,
+                 eta_of: Any, score_of: Any, eta_curve_of: Any = None):  # fmt: skip
+        self.run, self.objective, self.eta_of, self.score_of = run, objective, eta_of, score_of
+        self.eta_curve_of = eta_curve_of or (lambda extra: None)
+        optimizer = dataclasses.asdict(setup["optimizer"])
+        self.base = {
+            "envs": [options.env],
+            "method": "online",
+            "seed": options.seed,
+            "eta_of_seed": options.seed,
+            "online": online,
+            "init_objective": options.init_objective,
+            "evaluation": {**{k: v for k, v in setup.items() if k != "optimizer"}, "agent_optimizer": optimizer,
+                           "steps": online.get("steps")},
+        }  # fmt: skip
+        self.best = self._stored_best()
+        run.save_hooks.append(self)
+
+    @property
+    def path(self):
+        return self.run.out / "objective"
+
+    @property
+    def best_path(self):
+        return self.run.out / "objective_best"
+
+    def _stored_best(self) -> float | None:
+        from lpg import checkpoint
+
+        if not (self.best_path / "metadata.json").exists():
+            return None
+        return checkpoint.read_objective_metadata(self.best_path, verify=False).get("best_score")
+
+    def _metadata(self, extra: dict, eta_curve: Any) -> dict[str, Any]:
+        curve = {name: [list(point) for point in points] for name, points in (eta_curve or {}).items()}
+        return {**self.base, **extra, "eta_trajectory": curve}
+
+    def __call__(self, done: int, state: Any, extra: Any) -> None:
+        from lpg import checkpoint
+
+        eta, score = self.eta_of(state), self.score_of(extra)
+        metadata = self._metadata({"saved_at_update": done, "recent_score": score}, self.eta_curve_of(extra))
+        checkpoint.save_objective(self.path, self.objective, eta, metadata)
+        if score is not None and np.isfinite(score) and (self.best is None or score > self.best):
+            self.best = float(score)
+            checkpoint.save_objective(self.best_path, self.objective, eta, {**metadata, "best_score": score,
+                                                                           "best_at": done})  # fmt: skip
+
+    def final(self, eta: Any, summary: dict[str, Any], eta_curve: Any) -> dict[str, Any]:
+        """Writes ``objective/`` with the run's results; returns the summary's checkpoint entries."""
+        from lpg import checkpoint
+
+        results = {k: summary.get(k) for k in ("final_return", "score", "final_meta_parameters")}
+        online = {k: summary.get(k, v) for k, v in self.base["online"].items()}  # the run's own counts
+        results.update(online=online, evaluation={**self.base["evaluation"], "steps": online.get("steps")})
+        checkpoint.save_objective(self.path, self.objective, eta, self._metadata(results, eta_curve))
+        best = str(self.best_path) if self.best_path.exists() else None
+        return {
+            "objective_checkpoint": str(self.path),
+            "objective_best_checkpoint": best,
+            "best_recent_score": self.best,
+        }
 
 
 def _online_summary(options: OnlineOptions, spec, mt: MetaGradientTrainer, num_updates: int, rec, run: Run):
@@ -318,6 +379,19 @@ def _discover_atari(options: OnlineOptions, objective: Objective, initial_eta: A
     run = Run.from_options(options, run_config, what=f"{options.env} run")
     if (stored := run.stored()) is not None:
         return stored
+    setup = {"num_envs": config.num_envs, "unroll_length": config.unroll_length, "optimizer": config.optimizer}
+    online = {
+        "inner_steps": 1,
+        "mix": False,
+        "frames": frames,
+        "steps": frames // 4,
+        "meta_interval": options.meta_interval,
+    }
+    saver = _ObjectiveSaver(
+        run, options, objective, online, setup,
+        eta_of=lambda state: state["learner"]["eta"],
+        score_of=lambda extra: extra["curve"][-1][1] if extra.get("curve") else None,
+    )  # fmt: skip
     summary = discover_atari_online(
         options.env, objective, frames, options.seed, run, meta, outer, config, options.network,
         options.progress, options.meta_interval, initial_eta,
@@ -325,8 +399,7 @@ def _discover_atari(options: OnlineOptions, objective: Objective, initial_eta: A
     summary.pop("params", None)
     eta = summary.pop("eta")
     summary["final_meta_parameters"] = summary.get("final_meta_parameters") or {}
-    setup = {"num_envs": config.num_envs, "unroll_length": config.unroll_length, "optimizer": config.optimizer}
-    summary["objective_checkpoint"] = _save_objective(run, options, objective, eta, summary, setup, None)
+    summary.update(saver.final(eta, summary, None))
     run.finish(summary)  # summary.json again, now naming the checkpoint
     return summary
 
