@@ -41,6 +41,8 @@ from lpg.types import AgentHeads, AgentOutput, Head
 from lpg.validation import NON_NEGATIVE_INT, POSITIVE_INT, Range, check_ranges, check_value
 
 TORSOS = ("auto", "tabular", "mlp", "snake_conv", "nature_cnn")
+CONV_TORSOS = ("snake_conv", "nature_cnn")
+CPU_CONV_CHUNK = 48  # rows per chunk of a big conv batch on CPU (see ``backend_code_path``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,9 +231,22 @@ def make_agent(spec: EnvSpec, config: NetworkConfig = NetworkConfig(), heads: Ag
         hidden_sizes=tuple(config.hidden_sizes),
         head_hidden=head_hidden,
     )
-    conv_on_cpu = torso in ("snake_conv", "nature_cnn") and jax.default_backend() == "cpu"
-    chunk_size = config.chunk_size if config.chunk_size >= 0 else (48 if conv_on_cpu else 0)
-    return Agent(network, tuple(spec.observation_shape), spec.observation_dtype, chunk_size, conv_on_cpu)
+    chunk_size, slow_rolled_scan = backend_code_path(torso)
+    chunk_size = config.chunk_size if config.chunk_size >= 0 else chunk_size
+    return Agent(network, tuple(spec.observation_shape), spec.observation_dtype, chunk_size, slow_rolled_scan)
+
+
+def backend_code_path(torso: str, backend: str | None = None) -> tuple[int, bool]:
+    """``(chunk_size, slow_rolled_scan)`` for a torso on a JAX backend (default: ``jax.default_backend()``).
+
+    Two CPU work-arounds, measured on a 2-core CPU: a conv-net gradient inside a
+    rolled ``lax.scan`` is 5-19x slower than a host loop over the jitted update
+    (``slow_rolled_scan``: trainers then loop on the host), and big conv batches
+    run faster in chunks of 48 (``chunk_size``). On a GPU or TPU neither holds:
+    the whole update stays one compiled ``lax.scan`` over unchunked batches.
+    """
+    conv_on_cpu = torso in CONV_TORSOS and (backend or jax.default_backend()) == "cpu"
+    return (CPU_CONV_CHUNK if conv_on_cpu else 0), conv_on_cpu
 
 
 ApplyFn = Callable[[Any, chex.Array], AgentOutput]
