@@ -127,7 +127,11 @@ class LPGNetwork(nn.Module):
         phi_tp1 = phi(y_tp1)[..., 0] * d_t  # zeroed where the episode terminated at s_t+1
         x = jnp.stack([r_t, d_t, jnp.full_like(r_t, self.gamma), pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
         rnn = nn.RNN(
-            nn.LSTMCell(self.hidden_size, name="lstm"), time_major=True, reverse=True, keep_order=True, name="backward"
+            nn.OptimizedLSTMCell(self.hidden_size, name="lstm"),
+            time_major=True,
+            reverse=True,
+            keep_order=True,
+            name="backward",
         )
         zeros = jnp.zeros(x.shape[1:-1] + (self.hidden_size,), x.dtype)  # (c, h) in the input's dtype
         h = rnn(x, initial_carry=(zeros, zeros))  # [T, B, H]; h[t] depends on x[t:] only
@@ -235,4 +239,3 @@ class LPG(Objective):
         leaves = jax.tree.leaves(eta)
         sq = sum(jnp.sum(jnp.square(x)) for x in leaves)
         return {"eta_norm": jnp.sqrt(sq)}
-
