@@ -61,7 +61,6 @@ zero there; ``check_env`` refuses tabular environments for offline discovery.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import chex
 import flax.linen as nn
@@ -74,7 +73,7 @@ from lpg.validation import NON_NEGATIVE, POSITIVE_INT, UNIT
 from objectives import register
 from objectives.a2c import a2c_loss
 from objectives.base import ACTOR_CRITIC_RANGES, Eta, Hyper, Metrics, Objective, ObjectiveConfig, Supports
-from objectives.losses import lambda_returns
+from objectives.losses import fixed_random_features, lambda_returns
 
 __all__ = ["GVF_HEAD", "AuxQuestions", "AuxQuestionsConfig", "gvf_loss", "observation_features"]
 
@@ -130,18 +129,10 @@ def observation_features(observation: chex.Array, input_size: int, lead_ndim: in
     An integer observation with no trailing axes is a state index: each index
     gets its own fixed N(0, 1) vector. Otherwise the observation is flattened
     (``uint8`` divided by 255) and multiplied by a fixed N(0, 1/dim) matrix.
-    Both come from a constant key, so they are the same at every call.
+    Both come from a constant key, so they are the same at every call
+    (``objectives.losses.fixed_random_features``).
     """
-    key = jax.random.PRNGKey(_FEATURE_KEY)
-    lead = observation.shape[:lead_ndim]
-    if observation.ndim == lead_ndim and jnp.issubdtype(observation.dtype, jnp.integer):
-        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(observation.reshape(-1))
-        return jax.vmap(lambda k: jax.random.normal(k, (input_size,)))(keys).reshape(lead + (input_size,))
-    x = observation.reshape(lead + (-1,)).astype(jnp.float32)
-    if observation.dtype == jnp.uint8:
-        x = x / 255.0
-    projection = jax.random.normal(key, (x.shape[-1], input_size)) / math.sqrt(x.shape[-1])
-    return x @ projection
+    return fixed_random_features(observation, input_size, _FEATURE_KEY, lead_ndim, normalise="sqrt_dim")
 
 
 def gvf_loss(

@@ -77,7 +77,7 @@ from lpg.validation import NON_NEGATIVE, POSITIVE_INT
 from objectives import register
 from objectives.a2c import clip_rewards
 from objectives.base import ACTOR_CRITIC_RANGES, Eta, Hyper, Metrics, Objective, ObjectiveConfig, Supports
-from objectives.losses import actor_critic_loss, lambda_returns
+from objectives.losses import actor_critic_loss, fixed_random_features, lambda_returns
 
 __all__ = ["LIRPG", "MIX_VALUE", "LIRPGConfig", "observation_features"]
 
@@ -129,18 +129,10 @@ def observation_features(observation: chex.Array, lead_ndim: int, feature_size: 
     """phi(s): fixed random features ``[*lead, F]`` of observations ``[*lead, *obs_shape]`` (see the module docstring).
 
     An integer observation with no dimensions of its own is an index: ``N(0, I_F)`` from ``fold_in(key, s)``.
-    Otherwise ``P^T x / max(||x||, 1e-6)`` of the flattened observation ``x``, ``P ~ N(0, 1)^{dim(x) x F}``.
+    Otherwise ``P^T x / max(||x||, 1e-6)`` of the flattened observation ``x``, ``P ~ N(0, 1)^{dim(x) x F}``
+    (``objectives.losses.fixed_random_features`` with ``normalise="l2"``).
     """
-    key = jax.random.PRNGKey(FEATURE_SEED)
-    lead = observation.shape[:lead_ndim]
-    if observation.ndim == lead_ndim and jnp.issubdtype(observation.dtype, jnp.integer):
-        flat = observation.reshape(-1)
-        feats = jax.vmap(lambda s: jax.random.normal(jax.random.fold_in(key, s), (feature_size,), dtype))(flat)
-        return feats.reshape(lead + (feature_size,))
-    x = observation.reshape(lead + (-1,)).astype(dtype)
-    projection = jax.random.normal(key, (x.shape[-1], feature_size), dtype)
-    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-    return (x @ projection) / jnp.maximum(norm, 1e-6)
+    return fixed_random_features(observation, feature_size, FEATURE_SEED, lead_ndim, normalise="l2", dtype=dtype)
 
 
 @register

@@ -27,6 +27,7 @@ Scalar = Union[float, chex.Array]
 __all__ = [
     "actor_critic_loss",
     "entropy",
+    "fixed_random_features",
     "lambda_returns",
     "log_prob",
     "masked_mean",
@@ -250,3 +251,35 @@ def actor_critic_loss(
         "mean_abs_td_error": masked_mean(jnp.abs(td), mask),
     }
     return loss, metrics
+
+
+def fixed_random_features(
+    observation: chex.Array, size: int, seed: int, lead_ndim: int = 2, normalise: str = "sqrt_dim", dtype=jnp.float32
+) -> chex.Array:
+    """Fixed random features ``[*lead, size]`` of observations ``[*lead, *obs_shape]``.
+
+    The inputs of the small networks that learned objectives put over observations
+    (LIRPG's intrinsic reward, the auxiliary-question network), the same for any
+    observation type and at every call (the key is the constant ``seed``):
+
+    * an integer observation with no axes of its own is a state index ``s``: its
+      feature is ``N(0, I)`` drawn from ``fold_in(key, s)``;
+    * otherwise ``x`` is the flattened observation (``uint8`` divided by 255) and
+      the feature is ``x @ P`` with ``P ~ N(0, 1)^{dim(x) x size}``, divided by
+      ``sqrt(dim(x))`` (``normalise="sqrt_dim"``) or by ``max(||x||, 1e-6)``
+      (``normalise="l2"``: unit-norm input, the same scale for any observation).
+    """
+    if normalise not in ("sqrt_dim", "l2"):
+        raise ValueError(f"normalise must be 'sqrt_dim' or 'l2', not {normalise!r}")
+    key = jax.random.PRNGKey(seed)
+    lead = observation.shape[:lead_ndim]
+    if observation.ndim == lead_ndim and jnp.issubdtype(observation.dtype, jnp.integer):
+        draw = jax.vmap(lambda s: jax.random.normal(jax.random.fold_in(key, s), (size,), dtype))
+        return draw(observation.reshape(-1)).reshape(lead + (size,))
+    x = observation.reshape(lead + (-1,)).astype(dtype)
+    if observation.dtype == jnp.uint8:
+        x = x / 255.0
+    projected = x @ jax.random.normal(key, (x.shape[-1], size), dtype)
+    if normalise == "l2":
+        return projected / jnp.maximum(jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True)), 1e-6)
+    return projected / jnp.sqrt(jnp.asarray(x.shape[-1], dtype))
