@@ -77,6 +77,11 @@ class MetaGradConfig(Config):
       meta_grad_clip: clip each meta-gradient to this global norm (0 = off).
       monte_carlo: K, independent meta-gradient estimates averaged per meta-update.
       stac_kl_weight: weight of KL(pi_theta' || pi_theta) in the outer loss (0 = off).
+      remat: for n > 1, rematerialise each look-ahead step (agent update and
+        rollout) in the backward pass (``jax.checkpoint``) instead of keeping its
+        intermediate values: the meta-gradient's memory grows with n by one
+        agent state per step rather than one whole update's activations, for
+        about one more forward pass of compute per step. Same result.
     """
 
     inner_steps: int = 1
@@ -88,6 +93,7 @@ class MetaGradConfig(Config):
     meta_grad_clip: float = 0.0
     monte_carlo: int = 1
     stac_kl_weight: float = 0.0
+    remat: bool = True
 
     WHAT = "meta-gradient"
     RANGES = {
@@ -264,8 +270,18 @@ class MetaGradientTrainer:
         keys = jax.random.split(key, n)
         t = self.trainer
 
-        params1, opt1, inner_metrics = t.agent_update(state.params, state.opt_state, eta, state.rollout)
-        actor1, rollout1 = self._act(params1, state.actor, keys[0])
+        def advance(params, opt_state, actor, rollout, step_key):
+            """One look-ahead step: the agent's update on ``rollout``, then its next rollout."""
+            params, opt_state, inner = t.agent_update(params, opt_state, eta, rollout)
+            actor, rollout = self._act(params, actor, step_key)
+            return params, opt_state, actor, rollout, inner
+
+        if self.config.remat and n > 1:
+            advance = jax.checkpoint(advance)
+
+        params1, opt1, actor1, rollout1, inner_metrics = advance(
+            state.params, state.opt_state, state.actor, state.rollout, keys[0]
+        )
         total = jnp.zeros((), jnp.result_type(float))
         outer_metrics: Metrics = {}
         if weights[0] != 0.0:
@@ -276,23 +292,20 @@ class MetaGradientTrainer:
             mixing = any(w != 0.0 for w in weights[1:-1])
 
             def body(carry, xs):
-                params, opt_state, actor, rollout = carry
                 step_key, weight = xs
-                params, opt_state, _ = t.agent_update(params, opt_state, eta, rollout)
-                actor, rollout = self._act(params, actor, step_key)
+                params, opt_state, actor, rollout, _ = advance(*carry, step_key)
+                carry = (params, opt_state, actor, rollout)
                 if mixing:
                     loss, _ = self._outer_loss(eta, params, state.params, rollout)
-                    return (params, opt_state, actor, rollout), weight * loss
-                return (params, opt_state, actor, rollout), jnp.zeros((), total.dtype)
+                    return carry, weight * loss
+                return carry, jnp.zeros((), total.dtype)
 
             carry = (params1, opt1, actor1, rollout1)
             xs = (keys[1:-1], jnp.asarray(weights[1:-1], total.dtype))
             if n > 2:
                 carry, losses = jax.lax.scan(body, carry, xs, unroll=t.agent.slow_rolled_scan)
                 total = total + jnp.sum(losses)
-            params, opt_state, actor, rollout = carry
-            params, _, _ = t.agent_update(params, opt_state, eta, rollout)
-            _, rollout = self._act(params, actor, keys[-1])
+            params, _, _, rollout, _ = advance(*carry, keys[-1])
             loss_n, metrics_n = self._outer_loss(eta, params, state.params, rollout)
             total = total + weights[-1] * loss_n
             if not outer_metrics:
