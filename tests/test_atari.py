@@ -42,7 +42,7 @@ def test_all_57_games_create_and_step():
         for _ in range(2):
             _check_timestep(env.step(_random_actions(rng, env)), env.num_envs)
         env.close()
-    assert time.perf_counter() - start < 60.0
+    assert time.perf_counter() - start < 120.0  # about 30 s on a quiet 2-core machine; 70 s seen under load 7
 
 
 def test_registry_default_is_the_standard_protocol():
