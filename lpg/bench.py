@@ -1,4 +1,4 @@
-"""Throughput benchmark of the pure-JAX toy environments.
+"""Throughput benchmark of the pure-JAX environments (kinds toy and gymnax).
 
 Each environment is ``vmap``-ped over ``num_envs`` copies and stepped
 ``num_steps`` times with uniformly random actions inside one jitted
@@ -17,23 +17,26 @@ from lpg import envs as envs_lib
 from lpg.errors import InvalidConfigError
 
 
-def require_toy_envs(names: list[str], command: str) -> list[str]:
-    """``names`` when each is a toy environment, for the benchmark ``command`` (e.g. ``lpg bench envs``).
+def require_jax_envs(names: list[str], command: str) -> list[str]:
+    """``names`` when each is a pure-JAX environment (toy or gymnax), for the benchmark ``command``.
 
     Raises:
       UnknownNameError: an unknown name (with a "did you mean").
       InvalidConfigError: an Atari game, pointing to ``lpg bench atari``.
     """
     for name in names:
-        kind = envs_lib.make_spec(name).kind
-        if kind == "atari":
+        spec = envs_lib.make_spec(name)
+        if spec.kind == "atari":
             game = name.split("/", 1)[1]
             raise InvalidConfigError(
-                f"{command} measures toy environments; {name} is an Atari game: use `lpg bench atari --game {game}`"
+                f"{command} measures pure-JAX environments; {name} is an Atari game: use `lpg bench atari --game {game}`"
             )
-        if kind != "toy":
-            raise InvalidConfigError(f"{command} measures toy environments; {name} is {kind}")
+        if not spec.is_jax:
+            raise InvalidConfigError(f"{command} measures pure-JAX environments; {name} is {spec.kind}")
     return names
+
+
+require_toy_envs = require_jax_envs  # the earlier name
 
 
 def _make_runner(env: envs_lib.Environment, num_envs: int, num_steps: int):
@@ -58,10 +61,10 @@ def _make_runner(env: envs_lib.Environment, num_envs: int, num_steps: int):
 def bench_envs(
     names: list[str] | None = None, num_envs: int = 1024, num_steps: int = 1000, seed: int = 0
 ) -> list[dict]:
-    """Measures environment steps per second of each toy environment.
+    """Measures environment steps per second of each pure-JAX environment.
 
     Args:
-      names: toy environment names (default: every registered ``kind == "toy"`` one).
+      names: environment names (default: every registered one of kind toy, then gymnax).
       num_envs: environments stepped in parallel under ``jax.vmap``.
       num_steps: steps of the ``lax.scan``.
       seed: PRNG seed.
@@ -71,11 +74,11 @@ def bench_envs(
       ``steps_per_s = num_envs * num_steps / seconds`` (compile time excluded).
 
     Raises:
-      UserInputError: a name is unknown or not a toy environment (``require_toy_envs``).
+      UserInputError: a name is unknown or not a pure-JAX environment (``require_jax_envs``).
     """
     if names is None:
-        names = [name for name, _ in envs_lib.list_envs(kind="toy")]
-    require_toy_envs(names, "lpg bench envs")
+        names = [name for kind in envs_lib.JAX_KINDS for name, _ in envs_lib.list_envs(kind=kind)]
+    require_jax_envs(names, "lpg bench envs")
     results = []
     for i, name in enumerate(names):
         env = envs_lib.make(name)

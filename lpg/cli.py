@@ -30,7 +30,7 @@ class EnvsCommand:
     """List every environment with a one-line description."""
 
     kind: str | None = None
-    """Only environments of this kind (toy or atari)."""
+    """Only environments of this kind (toy, gymnax or atari)."""
 
     def run(self) -> int:
         from lpg import envs

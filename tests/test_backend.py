@@ -16,6 +16,8 @@ from lpg.networks import NetworkConfig, backend_code_path, make_agent
         ("snake_conv", "cpu", (48, True)),
         ("nature_cnn", "gpu", (0, False)),
         ("snake_conv", "tpu", (0, False)),
+        ("minatar_conv", "cpu", (0, True)),
+        ("minatar_conv", "gpu", (0, False)),
         ("mlp", "cpu", (0, False)),
         ("tabular", "gpu", (0, False)),
     ],

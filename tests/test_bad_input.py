@@ -115,7 +115,7 @@ def assert_bad_input(
         ([*ONLINE, "--outer-entropy-weight", "-1"], "--outer-entropy-weight must be >= 0"),
         ([*ONLINE, "--meta-learning-rate", "0"], "--meta-learning-rate must be positive"),
         ([*OFFLINE, "--envs", "chain/nope"], "unknown environment 'chain/nope'"),
-        ([*OFFLINE, "--envs", "atari/Pong"], "offline discovery runs on toy environments"),
+        ([*OFFLINE, "--envs", "atari/Pong"], "offline discovery runs on pure-JAX environments (toy, gymnax); atari/Pong is atari"),
         ([*OFFLINE, "--method", "foo"], "unknown discovery method 'foo'"),
         ([*OFFLINE, "--method", "es", "--es-algorithm", "Nope_ES"], "unknown evosax algorithm 'Nope_ES'"),
         ([*OFFLINE, "--objective-config", "gama=0.9"], "no field 'gama'"),

@@ -9,6 +9,7 @@ before a command runs; every command-line case goes through ``assert_bad_input``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -216,15 +217,15 @@ def test_bad_config_on_the_command_line(tmp_path, capsys, args, phrase):
 @pytest.mark.parametrize(
     "args, phrase",
     [
-        (["envs", "--kind", "foo"], "unknown environment kind 'foo'; choose atari or toy"),
-        (["envs", "--kind", "tyo"], "unknown environment kind 'tyo'; did you mean 'toy'? choose atari or toy"),
+        (["envs", "--kind", "foo"], "unknown environment kind 'foo'; choose atari, gymnax or toy"),
+        (["envs", "--kind", "tyo"], "unknown environment kind 'tyo'; did you mean 'toy'? choose atari, gymnax or toy"),
         (
             ["bench", "atari", "--game", "Png"],
             "unknown Atari game 'Png'; did you mean 'Pong'? Atari-57 games: see `lpg envs --kind atari`",
         ),
         (
             ["bench", "envs", "--envs", "atari/Pong", "--num-steps", "100"],
-            "lpg bench envs measures toy environments; atari/Pong is an Atari game: use `lpg bench atari --game Pong`",
+            "lpg bench envs measures pure-JAX environments; atari/Pong is an Atari game: use `lpg bench atari --game Pong`",
         ),
         (
             ["bench", "envs", "--envs", "catch,atari/Breakout"],
@@ -233,11 +234,11 @@ def test_bad_config_on_the_command_line(tmp_path, capsys, args, phrase):
         (["bench", "online", "--envs", "cach"], "unknown environment 'cach'; did you mean 'catch'?"),
         (
             ["bench", "online", "--envs", "catch,atari/Pong"],
-            "lpg bench online measures toy environments; atari/Pong is an Atari game",
+            "lpg bench online measures pure-JAX environments; atari/Pong is an Atari game",
         ),
         (
             ["bench", "scale", "--env", "atari/Pong"],
-            "lpg bench scale measures toy environments; atari/Pong is an Atari game",
+            "lpg bench scale measures pure-JAX environments; atari/Pong is an Atari game",
         ),
     ],
     ids=lambda v: " ".join(v[:4]) if isinstance(v, list) else None,
@@ -250,11 +251,12 @@ def test_bad_names_of_commands_without_an_output_folder(capsys, args, phrase):
 def test_python_api_errors_of_kinds_and_bench_environments():
     from lpg.bench import bench_envs
 
-    with pytest.raises(UnknownNameError, match="choose atari or toy"):
+    with pytest.raises(UnknownNameError, match="choose atari, gymnax or toy"):
         envs.list_envs("foo")
     with pytest.raises(InvalidConfigError, match="lpg bench atari --game Pong"):
         bench_envs(["atari/Pong"], num_envs=2, num_steps=2)
-    assert {name for name, _ in envs.list_envs("toy")} & {name for name, _ in envs.list_envs("atari")} == set()
+    kinds = [{name for name, _ in envs.list_envs(kind)} for kind in ("toy", "gymnax", "atari")]
+    assert all(not (a & b) for a, b in itertools.combinations(kinds, 2))
 
 
 def test_environment_descriptions_read_well():

@@ -16,14 +16,14 @@ _DEFAULT = OfflineConfig()
 
 @dataclasses.dataclass(frozen=True)
 class BenchEnvsCommand(Config):
-    """Steps per second of every toy environment under vmap (random actions, one jitted scan)."""
+    """Steps per second of every pure-JAX environment (toy, gymnax) under vmap (random actions, one jitted scan)."""
 
     num_envs: int = 1024
     """Environments stepped in parallel under vmap."""
     num_steps: int = 1000
     """Steps per environment (after one compile-and-warm-up run)."""
     envs: str | None = None
-    """Environments to measure: names, globs or named sets (see `lpg envs`); default: every environment of `lpg envs --kind toy` (the named set `toy` plus mrp, catch and snake)."""
+    """Environments to measure: names, globs or named sets (see `lpg envs`); default: every environment of `lpg envs --kind toy` (the named set `toy` plus mrp, catch and snake), then of `--kind gymnax`."""
 
     RANGES = {"num_envs": POSITIVE_COUNT, "num_steps": POSITIVE_COUNT}
     FLAGS = True
@@ -94,7 +94,7 @@ class BenchOnlineCommand(Config):
     """
 
     envs: str = "catch,snake"
-    """Toy environments: comma-separated names, globs or named sets (see `lpg envs`)."""
+    """Pure-JAX environments (toy, gymnax): comma-separated names, globs or named sets (see `lpg envs`)."""
     inner_steps: tuple[int, ...] = (1, 3, 5, 10)
     """Look-ahead lengths n to time."""
     num_envs: int = 32
@@ -113,13 +113,13 @@ class BenchOnlineCommand(Config):
     FLAGS = True
 
     def run(self) -> int:
-        from lpg.bench import require_toy_envs
+        from lpg.bench import require_jax_envs
         from lpg.envs import resolve_env_spec
         from training.online import bench_online
 
         if not self.inner_steps:
             raise InvalidConfigError("--inner-steps must list at least one n >= 1")
-        names = require_toy_envs(resolve_env_spec(self.envs), "lpg bench online")  # before the table's header
+        names = require_jax_envs(resolve_env_spec(self.envs), "lpg bench online")  # before the table's header
         print("| env | n | plain step (ms) | meta-step (ms) | ratio |")
         print("|---|---:|---:|---:|---:|")
         for row in bench_online(names, self.inner_steps, self.num_envs, self.unroll_length, self.repeats):
@@ -204,7 +204,7 @@ class BenchScaleCommand(Config):
     device_counts: tuple[int, ...] = ()
     """Device counts to measure (default: 1, 2, 4, ... up to the GPUs present; on CPU up to max(4, cores))."""
     env: str = "chain/short"
-    """Toy environment of the offline lifetimes."""
+    """Pure-JAX environment (toy, gymnax) of the offline lifetimes."""
     num_lifetimes: int = 8
     """Offline lifetimes (split over devices when divisible by the device count)."""
     num_envs: int = 16
@@ -212,7 +212,7 @@ class BenchScaleCommand(Config):
     inner_updates: int = 2
     """K, agent updates per meta-step."""
     train_env: str = "catch"
-    """Toy environment of the plain training batch."""
+    """Pure-JAX environment (toy, gymnax) of the plain training batch."""
     train_num_envs: int = 256
     """Batch size of plain training (split over devices when divisible by the device count)."""
     updates: int = 10
@@ -237,11 +237,11 @@ class BenchScaleCommand(Config):
     FLAGS = True
 
     def run(self) -> int:
-        from lpg.bench import require_toy_envs
+        from lpg.bench import require_jax_envs
         from lpg.run_io import check_output_file, write_json_atomic
         from training.scale_bench import bench_scale, format_bench_scale
 
-        require_toy_envs([self.env, self.train_env], "lpg bench scale")
+        require_jax_envs([self.env, self.train_env], "lpg bench scale")
         out = check_output_file(self.out) if self.out else None
         result = bench_scale(self)
         print(format_bench_scale(result))

@@ -205,8 +205,10 @@ def build_offline(
     objective = objectives.make(options.objective, **overrides)
     resolved = {name: given.get(name) or envs_lib.get(name) for name in names}
     for name, env in resolved.items():
-        if env.spec.kind != "toy":
-            raise InvalidConfigError(f"offline discovery runs on toy environments; {name} is {env.spec.kind}")
+        if not env.spec.is_jax:
+            raise InvalidConfigError(
+                f"offline discovery runs on pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}"
+            )
         objective.check_env(env.spec)
     return objective, config, resolved
 

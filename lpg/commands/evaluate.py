@@ -159,7 +159,7 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     if atari:
         return _run_evaluate_atari(options, objective, eta, metadata, checkpoint, names)
     if options.frames is not None:
-        raise InvalidConfigError("--frames is for Atari environments; toy environments count --steps")
+        raise InvalidConfigError("--frames is for Atari environments; pure-JAX ones (toy, gymnax) count --steps")
     setup = _AgentSetup(options, metadata, names)
     run_config = {
         "command": "evaluate",

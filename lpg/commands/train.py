@@ -112,7 +112,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
         return _train_atari(options)
     if options.frames is not None or options.overlap:
         flag = "--frames" if options.frames is not None else "--overlap"
-        raise InvalidConfigError(f"{flag} is for Atari environments; toy environments count --steps in one compiled loop")
+        raise InvalidConfigError(f"{flag} is for Atari environments; pure-JAX ones (toy, gymnax) count --steps in one compiled loop")
     env = envs.make(options.env)
     objective = _make_objective(options)
     preset = default_preset(env.spec)

@@ -7,7 +7,12 @@ Environment modules register themselves on import; ``make`` and
 ``list_envs`` import them all on first use. A *spec* string (used by
 ``lpg evaluate --envs`` and ``lpg discover offline --envs``) is a
 comma-separated list of names, globs (``gridworld/*``) and named sets
-(``lpg-tabular``, ``lpg-random``, ``chains``, ``toy``).
+(``lpg-tabular``, ``lpg-random``, ``chains``, ``toy``, ``minatar``, ``gymnax``).
+
+Kinds: ``toy`` (this project's pure-JAX environments), ``gymnax`` (games of
+the gymnax library, ``lpg.envs.gymnax_suite``; pure JAX too) and ``atari``
+(envpool, host-side). ``JAX_KINDS`` are the kinds whose ``reset``/``step``
+``jit``, ``vmap`` and ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import fnmatch
 import importlib
 from collections.abc import Callable
 
-from lpg.envs.base import Environment, EnvSpec, EnvState
+from lpg.envs.base import JAX_KINDS, Environment, EnvSpec, EnvState
 from lpg.errors import UnknownNameError, did_you_mean, unknown_name_error
 
 __all__ = [
     "ENV_SETS",
+    "JAX_KINDS",
     "EnvSpec",
     "EnvState",
     "Environment",
@@ -39,6 +45,7 @@ _ENV_MODULES = (
     "lpg.envs.mrp",
     "lpg.envs.catch",
     "lpg.envs.snake",
+    "lpg.envs.gymnax_suite",
     "lpg.envs.atari",
 )
 
@@ -79,7 +86,7 @@ def list_envs(kind: str | None = None) -> list[tuple[str, str]]:
     """(name, description) of every registered environment, optionally of one kind.
 
     Raises:
-      UnknownNameError: ``kind`` is no environment kind (toy, atari).
+      UnknownNameError: ``kind`` is no environment kind (toy, gymnax, atari).
     """
     _load_all()
     kinds = sorted({e.kind for e in _REGISTRY.values()})
@@ -159,6 +166,23 @@ ENV_SETS: dict[str, tuple[str, ...]] = {
     "chains": ("chain/short", "chain/short_noisy", "chain/long", "chain/long_noisy", "chain/distractor"),
 }
 ENV_SETS["toy"] = ENV_SETS["lpg-tabular"] + ENV_SETS["lpg-random"] + ENV_SETS["chains"]
+ENV_SETS["minatar"] = (
+    "gymnax/Asterix-MinAtar",
+    "gymnax/Breakout-MinAtar",
+    "gymnax/Freeway-MinAtar",
+    "gymnax/SpaceInvaders-MinAtar",
+    "gymnax/Seaquest-MinAtar",
+)
+ENV_SETS["gymnax"] = ENV_SETS["minatar"] + (
+    "gymnax/Catch-bsuite",
+    "gymnax/DeepSea-bsuite",
+    "gymnax/MemoryChain-bsuite",
+    "gymnax/UmbrellaChain-bsuite",
+    "gymnax/DiscountingChain-bsuite",
+    "gymnax/CartPole-v1",
+    "gymnax/Acrobot-v1",
+    "gymnax/MountainCar-v0",
+)
 
 
 def resolve_env_spec(spec: str) -> list[str]:

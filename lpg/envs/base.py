@@ -24,6 +24,9 @@ from lpg.types import TimeStep
 
 EnvState = Any
 
+JAX_KINDS = ("toy", "gymnax")
+"""Environment kinds whose ``reset``/``step`` are pure JAX (``jit``, ``vmap``, ``lax.scan``); ``atari`` is not."""
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
@@ -43,7 +46,9 @@ class EnvSpec:
       max_episode_steps: episode cap; reaching it ends the episode.
       optimal_return: best achievable expected undiscounted episode return, if known.
       random_return: expected return of the uniform random policy, if known.
-      kind: ``"toy"`` for pure-JAX environments, ``"atari"`` for envpool games.
+      kind: ``"toy"`` for this project's pure-JAX environments, ``"gymnax"`` for
+        the gymnax library's games (pure JAX too, ``lpg.envs.gymnax_suite``),
+        ``"atari"`` for envpool games (host-side, not jit-able).
     """
 
     name: str
@@ -60,6 +65,11 @@ class EnvSpec:
     @property
     def is_tabular(self) -> bool:
         return self.observation_dtype == "int32"
+
+    @property
+    def is_jax(self) -> bool:
+        """Pure-JAX ``reset``/``step`` (kind toy or gymnax): usable wherever a jitted rollout is."""
+        return self.kind in JAX_KINDS
 
 
 class Environment(abc.ABC):

@@ -53,13 +53,15 @@ def resolve_environments(config: OfflineConfig, environments: dict[str, Environm
 
     Raises:
       UnknownNameError: an unknown name.
-      InvalidConfigError: an environment that is not a pure-JAX (toy) one.
+      InvalidConfigError: an environment that is not a pure-JAX one (kind toy or gymnax).
     """
     resolved = {}
     for name in config.envs:
         env = (environments or {}).get(name) or envs_lib.get(name)
-        if env.spec.kind != "toy":
-            raise InvalidConfigError(f"offline discovery runs on toy environments; {name} is {env.spec.kind}")
+        if not env.spec.is_jax:
+            raise InvalidConfigError(
+                f"offline discovery runs on pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}"
+            )
         resolved[name] = env
     return resolved
 
