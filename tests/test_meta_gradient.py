@@ -253,6 +253,6 @@ def test_rematerialised_look_ahead_gives_the_same_meta_gradient_in_less_memory()
             compiled = jax.jit(mt.meta_gradient).lower(state, key).compile()
             results[remat] = (compiled(state, key)[0], compiled.memory_analysis().temp_size_in_bytes)
     chex.assert_trees_all_close(results[True][0], results[False][0], rtol=1e-12)
-    # XLA's own account of the compiled program's scratch memory (22 vs 30 kB at n = 6 here; the
-    # 10-step Snake meta-gradient of `lpg experiment snake-variance` is where it matters).
+    # XLA's own account of the compiled program's scratch memory (22 vs 30 kB at n = 6 for this
+    # tabular agent; the Snake conv look-ahead, unrolled on CPU, is the case where it grows instead).
     assert results[True][1] < results[False][1]
