@@ -36,9 +36,6 @@ def require_jax_envs(names: list[str], command: str) -> list[str]:
     return names
 
 
-require_toy_envs = require_jax_envs  # the earlier name
-
-
 def _make_runner(env: envs_lib.Environment, num_envs: int, num_steps: int):
     num_actions = env.spec.num_actions
 

@@ -34,7 +34,7 @@ from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, POSITIVE_NUMBER, Config
 from objectives.base import Eta, Objective
 from training.actor_critic import TrainConfig
 from training.guards import SKIP_KEY
-from training.offline import OfflineConfig, make_estimator
+from training.offline import OfflineConfig, make_estimator, resolve_environments
 
 __all__ = ["DiscoverOfflineCommand", "OfflineOptions", "build_offline", "discover_offline"]
 
@@ -203,12 +203,8 @@ def build_offline(
     for name, (low, high) in config.lifetime_ranges(base.lifetime_hypers()).items():
         overrides.setdefault(name, float(np.sqrt(low * high)))
     objective = objectives.make(options.objective, **overrides)
-    resolved = {name: given.get(name) or envs_lib.get(name) for name in names}
-    for name, env in resolved.items():
-        if not env.spec.is_jax:
-            raise InvalidConfigError(
-                f"offline discovery runs on pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}"
-            )
+    resolved = resolve_environments(config, given)
+    for env in resolved.values():
         objective.check_env(env.spec)
     return objective, config, resolved
 
