@@ -221,12 +221,24 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
         assert summary["final_meta_parameters"]["head_norm"] > 0
 
 
+FAKE_PEER = '''
+import json, sys, time
+json.dump(sys.argv[1:], open(sys.argv[0] + ".args.json", "w"))
+steps = int(sys.argv[sys.argv.index("--total-timesteps") + 1])
+for step in range(4, steps + 1, 4):  # one line per iteration of 2 envs x 2 steps, as cleanrl prints them
+    time.sleep(0.5 if step <= 8 else 0.01)  # the first two iterations compile
+    print(f"global_step={step}, avg_episodic_return=0.0")
+    print("SPS:", 1)
+'''
+
+
 def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(tmp_path, capsys):
     out = tmp_path / "results" / "bench.json"
+    peer = tmp_path / "peer.py"
+    peer.write_text(FAKE_PEER)
     # 10 updates of 2 envs x 2 steps x 4 frames per end-to-end run
-    assert (
-        main(["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "160", "--out", str(out)]) == 0
-    )
+    args = ["bench", "atari", "--num-envs", "2", "--unroll-length", "2", "--frames", "160"]
+    assert main([*args, "--out", str(out), "--peer", str(peer)]) == 0
     captured = capsys.readouterr()
     result = json.loads(out.read_text())
     stages = [line for line in captured.err.splitlines() if line.startswith("bench atari: ")]
@@ -234,9 +246,23 @@ def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(tmp_path, ca
         "bench atari: raw envpool",
         "bench atari: learner cost per batch and policy forward per acting step",
         "bench atari: A2C end to end",
+        "bench atari: the peer peer.py",
         "bench atari: V-trace with acting overlapped with learning",
         "bench atari: FRODO end to end",
     ]
+    peer_args = json.loads((tmp_path / "peer.py.args.json").read_text())
+    assert peer_args == [
+        *("--env-id", "Pong-v5", "--num-envs", "2", "--num-steps", "2", "--num-minibatches", "1"),
+        *("--update-epochs", "1", "--total-timesteps", "40", "--seed", "0"),
+    ]
+    # 4-step lines at t = 0.5, 1.0, then every 0.01 s: 1,600 frames/s once the two compiling iterations are
+    # left out (about 250 if they were counted); the bounds leave room for a loaded machine's jitter
+    assert result["peer_frames"] == 4 * 40 and 500 < result["peer_frames_per_s"] < 6400
+    assert result["a2c_over_peer"] == pytest.approx(result["a2c_frames_per_s"] / result["peer_frames_per_s"])
+    assert result["vtrace_overlap_over_peer"] == pytest.approx(
+        result["vtrace_overlap_frames_per_s"] / result["peer_frames_per_s"]
+    )
+    assert "A2C / peer = **" in captured.out and "V-trace / peer = **" in captured.out
     frames_per_update = 2 * 2 * 4
     expected_ceiling = frames_per_update / (result["env_s_per_update"] + result["learner_s_per_update"])
     assert result["ceiling_frames_per_s"] == pytest.approx(expected_ceiling)
@@ -263,20 +289,32 @@ def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(tmp_path, ca
     assert "must be positive" in capsys.readouterr().err
 
 
-def test_bench_atari_no_frodo_flag_reaches_the_bench(monkeypatch, capsys):
+def test_a_failing_peer_script_is_one_error_with_its_last_output(tmp_path):
+    from lpg.errors import InvalidConfigError
+    from training.atari_bench import bench_peer
+
+    peer = tmp_path / "peer.py"
+    peer.write_text("print('global_step=16, avg_episodic_return=0')\nraise SystemExit('envpool: unknown game')\n")
+    with pytest.raises(InvalidConfigError, match=r"peer.py failed \(exit status 1\): envpool: unknown game"):
+        bench_peer(str(peer), "Pong", 2, 2, 160)
+
+
+def test_bench_atari_no_frodo_flag_reaches_the_bench(monkeypatch, capsys, tmp_path):
     import training.atari_bench
 
     seen = {}
 
-    def fake_bench(game, num_envs, unroll_length, frames, *, with_frodo, log):
-        seen.update(game=game, frames=frames, with_frodo=with_frodo)
+    def fake_bench(game, num_envs, unroll_length, frames, *, with_frodo, with_vtrace, peer, log):
+        seen.update(game=game, frames=frames, with_frodo=with_frodo, with_vtrace=with_vtrace, peer=peer)
         log("bench atari: a stage")
         return {"game": game}
 
     monkeypatch.setattr(training.atari_bench, "bench_atari", fake_bench)
     monkeypatch.setattr(training.atari_bench, "format_bench_atari", lambda result: f"table of {result['game']}")
-    assert main(["bench", "atari", "--game", "Breakout", "--frames", "640", "--no-frodo"]) == 0
+    assert main(["bench", "atari", "--game", "Breakout", "--frames", "640", "--no-frodo", "--no-vtrace"]) == 0
     captured = capsys.readouterr()
-    assert seen == {"game": "Breakout", "frames": 640, "with_frodo": False}
+    assert seen == {"game": "Breakout", "frames": 640, "with_frodo": False, "with_vtrace": False, "peer": None}
     assert captured.out.strip() == "table of Breakout" and captured.err.strip() == "bench atari: a stage"
-    assert main(["bench", "atari", "--frames", "640"]) == 0 and seen["with_frodo"] is True
+    (tmp_path / "x.py").write_text("")
+    assert main(["bench", "atari", "--frames", "640", "--peer", str(tmp_path / "x.py")]) == 0
+    assert seen["with_frodo"] is True and seen["with_vtrace"] is True and seen["peer"] == str(tmp_path / "x.py")

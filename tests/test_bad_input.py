@@ -468,6 +468,15 @@ def test_bench_output_file_is_checked_before_measuring(tmp_path, capsys, monkeyp
     assert snapshot(tmp_path) == before and not Path(PROC_OUT).exists()
 
 
+def test_bench_atari_missing_peer_script_fails_before_measuring(tmp_path, capsys, monkeypatch):
+    import training.atari_bench
+
+    monkeypatch.setattr(training.atari_bench, "bench_atari", lambda *a, **k: pytest.fail("the bench ran"))
+    assert main([*BENCH_ATARI, "--peer", str(tmp_path / "nowhere.py")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "nowhere.py: no such file" in lines[0]
+
+
 def test_check_output_file_removes_only_the_folders_it_made(tmp_path, monkeypatch):
     import tempfile
 

@@ -13,11 +13,26 @@ synchronous on-policy learner such as A2C can reach on this machine with zero
 overhead. End-to-end rates leave out the first updates, which compile
 (``steady_frames_per_s`` of the run); the component timings leave out their
 own warm-up calls (the first few calls after compilation are up to 1.5x slower).
+
+Given the path of cleanrl's ``ppo_atari_envpool_xla_jax.py`` (``peer``), it
+also runs that script as a subprocess with A2C-equivalent flags
+(``peer_command``) right after our A2C run and reports A2C / peer and V-trace
+with overlap / peer: frames/s at equal compute (same game, emulators, unroll,
+network and one gradient step per rollout), measured the same way (first two
+iterations left out). The script is not part of this project: the bench only
+takes its path.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -26,8 +41,9 @@ import numpy as np
 
 import objectives
 from lpg.envs.atari import AtariConfig, AtariEnv
+from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig
-from training.atari import AtariActor, AtariRunConfig, build_atari_trainer, train_atari
+from training.atari import WARMUP_UPDATES, AtariActor, AtariRunConfig, build_atari_trainer, train_atari
 
 RAW_ENV_STEPS = 600  # random-action steps of the whole batch; the first RAW_ENV_WARMUP are not timed
 RAW_ENV_WARMUP = 100
@@ -55,14 +71,21 @@ def bench_atari(
     frames: int = 200_000,
     seed: int = 0,
     with_frodo: bool = True,
+    with_vtrace: bool = True,
+    peer: str | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict:
     """Measures the numbers above; returns them with the derived ratios (the ceiling, the synchronous bound).
 
     ``frames`` is the length of each end-to-end run (A2C, V-trace with
-    overlap, FRODO when ``with_frodo``); ``log`` receives one line as each
-    stage starts (the CLI prints them on stderr: the whole bench takes minutes).
+    overlap when ``with_vtrace``, FRODO when ``with_frodo``, the peer when
+    ``peer`` is the path of cleanrl's ``ppo_atari_envpool_xla_jax.py``: it
+    runs right after A2C with A2C-equivalent flags, see ``peer_command``);
+    ``log`` receives one line as each stage starts (the CLI prints them on
+    stderr: the whole bench takes minutes).
     """
+    if peer is not None:
+        check_peer(peer)
     config = AtariRunConfig(num_envs=num_envs, unroll_length=unroll_length, log_every_s=1e9)
     frame_skip = AtariConfig().frame_skip
     env = AtariEnv(game, AtariConfig(num_envs=num_envs, seed=seed))
@@ -99,13 +122,21 @@ def bench_atari(
     log(f"bench atari: A2C end to end, {frames:,} frames")
     a2c = train_atari(f"atari/{game}", objective, {}, frames, seed, None, config, progress=False)
     a2c_fps = _steady_fps(a2c)
-    log(f"bench atari: V-trace with acting overlapped with learning, {frames:,} frames")
-    vtrace = objectives.make("vtrace", reward_clip=1.0)
-    overlapped = train_atari(
-        f"atari/{game}", vtrace, {}, frames, seed, None, dataclasses.replace(config, overlap=True), progress=False
-    )
-    overlap_fps = _steady_fps(overlapped)
-    result = {
+    result: dict = {}
+    if peer is not None:
+        result.update(bench_peer(peer, game, num_envs, unroll_length, frames, seed, log))
+        result["a2c_over_peer"] = a2c_fps / result["peer_frames_per_s"]
+    if with_vtrace:
+        log(f"bench atari: V-trace with acting overlapped with learning, {frames:,} frames")
+        vtrace = objectives.make("vtrace", reward_clip=1.0)
+        overlapped = train_atari(
+            f"atari/{game}", vtrace, {}, frames, seed, None, dataclasses.replace(config, overlap=True), progress=False
+        )
+        result["vtrace_overlap_frames_per_s"] = overlap_fps = _steady_fps(overlapped)
+        result["vtrace_overlap_fraction_of_ceiling"] = overlap_fps / ceiling_fps
+        if peer is not None:
+            result["vtrace_overlap_over_peer"] = overlap_fps / result["peer_frames_per_s"]
+    result |= {
         "game": game,
         "num_envs": num_envs,
         "unroll_length": unroll_length,
@@ -120,8 +151,6 @@ def bench_atari(
         "a2c_frames_per_s": a2c_fps,
         "a2c_fraction_of_ceiling": a2c_fps / ceiling_fps,
         "a2c_fraction_of_sync_bound": a2c_fps / sync_bound_fps,
-        "vtrace_overlap_frames_per_s": overlap_fps,
-        "vtrace_overlap_fraction_of_ceiling": overlap_fps / ceiling_fps,
     }
     if with_frodo:
         from training.atari import discover_atari_online
@@ -157,13 +186,118 @@ def format_bench_atari(r: dict) -> str:
             f"| A2C end to end | {r['a2c_frames_per_s']:,.0f} frames/s = {r['a2c_fraction_of_ceiling']:.2f} of ceiling "
             f"= {r['a2c_fraction_of_sync_bound']:.2f} of synchronous bound |"
         ),
-        (
-            f"| V-trace, acting overlapped with learning (--overlap) | {r['vtrace_overlap_frames_per_s']:,.0f} frames/s "
-            f"= {r['vtrace_overlap_fraction_of_ceiling']:.2f} of ceiling |"
-        ),
     ]
+    if "peer_frames_per_s" in r:
+        lines.append(
+            f"| peer: cleanrl PPO (envpool XLA, 1 epoch x 1 minibatch) | {r['peer_frames_per_s']:,.0f} frames/s; "
+            f"A2C / peer = **{r['a2c_over_peer']:.2f}x** |"
+        )
+    if "vtrace_overlap_frames_per_s" in r:
+        lines.append(
+            f"| V-trace, acting overlapped with learning (--overlap) | {r['vtrace_overlap_frames_per_s']:,.0f} frames/s "
+            f"= {r['vtrace_overlap_fraction_of_ceiling']:.2f} of ceiling"
+            + (f"; V-trace / peer = **{r['vtrace_overlap_over_peer']:.2f}x** |" if "vtrace_overlap_over_peer" in r else " |")
+        )
     if "frodo_frames_per_s" in r:
         lines.append(
             f"| FRODO end to end | {r['frodo_frames_per_s']:,.0f} frames/s = {r['frodo_fraction_of_a2c']:.2f} of A2C |"
         )
     return "\n".join(lines)
+
+
+PEER_FLAGS = ("--num-minibatches", "1", "--update-epochs", "1")  # one gradient step per rollout, as A2C
+
+
+def peer_command(peer: str, game: str, num_envs: int, unroll_length: int, frames: int, seed: int = 0) -> list[str]:
+    """The command line that runs cleanrl's ``ppo_atari_envpool_xla_jax.py`` (at path ``peer``) as A2C does.
+
+    A2C-equivalent flags: the same game, emulators and unroll, one gradient step
+    per ``num_envs x unroll_length`` rollout, the Nature CNN; ``frames`` are
+    emulator frames (the peer counts env steps, each 4 frames).
+    """
+    steps = max(frames // 4, 2 * num_envs * unroll_length)
+    return [
+        sys.executable,
+        "-u",
+        str(peer),
+        "--env-id",
+        f"{game}-v5",
+        "--num-envs",
+        str(num_envs),
+        "--num-steps",
+        str(unroll_length),
+        *PEER_FLAGS,
+        "--total-timesteps",
+        str(steps),
+        "--seed",
+        str(seed),
+    ]
+
+
+def check_peer(peer: str) -> pathlib.Path:
+    """The peer script's resolved path; InvalidConfigError (one line) when it is not a file."""
+    path = pathlib.Path(peer).expanduser().resolve()
+    if not path.is_file():
+        raise InvalidConfigError(f"--peer {peer}: no such file (give the path of cleanrl's ppo_atari_envpool_xla_jax.py)")
+    return path
+
+
+_PEER_STEP = re.compile(r"^global_step=(\d+),")
+
+
+def peer_steady_fps(events: list[tuple[float, int]], warmup: int = WARMUP_UPDATES) -> float | None:
+    """Frames/s from ``(arrival time, global_step)`` of the peer's per-iteration lines, leaving out the first
+    ``warmup`` iterations (they compile), as ``steady_frames_per_s`` does for ours; None when too few lines."""
+    if len(events) <= warmup + 1:
+        return None
+    (t0, s0), (t1, s1) = events[warmup], events[-1]
+    return 4 * (s1 - s0) / (t1 - t0) if t1 > t0 else None
+
+
+def bench_peer(
+    peer: str,
+    game: str,
+    num_envs: int,
+    unroll_length: int,
+    frames: int,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Runs the peer script once and returns its steady frames/s (same warm-up rule as ours) and its wall time.
+
+    The peer writes TensorBoard files under ``runs/`` of its working directory,
+    so it runs in a temporary directory that is removed afterwards.
+
+    Raises:
+      InvalidConfigError: ``peer`` is not a file, or the script failed (its last output lines are in the message).
+    """
+    path = check_peer(peer)
+    command = peer_command(str(path), game, num_envs, unroll_length, frames, seed)
+    log(f"bench atari: the peer {path.name}, {4 * int(command[command.index('--total-timesteps') + 1]):,} frames")
+    events: list[tuple[float, int]] = []
+    tail: collections.deque[str] = collections.deque(maxlen=8)
+    with tempfile.TemporaryDirectory(prefix="lpg-peer-") as workdir:
+        start = time.perf_counter()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                match = _PEER_STEP.match(line)
+                if match:
+                    events.append((time.perf_counter(), int(match.group(1))))
+                else:
+                    tail.append(line.rstrip())
+        wall_s = time.perf_counter() - start
+    if process.returncode != 0 or not events:
+        last = " | ".join(line for line in tail if line)[-400:]
+        raise InvalidConfigError(f"the peer {path.name} failed (exit status {process.returncode}): {last}")
+    fps = peer_steady_fps(events)
+    return {
+        "peer": str(path),
+        "peer_command": " ".join(command[1:]),
+        "peer_frames": 4 * events[-1][1],
+        "peer_wall_s": wall_s,
+        "peer_frames_per_s": fps if fps is not None else 4 * events[-1][1] / wall_s,
+    }

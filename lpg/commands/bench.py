@@ -45,7 +45,7 @@ class BenchEnvsCommand(Config):
 class BenchAtariCommand(Config):
     """Where Atari training time goes: raw envpool steps/s, the learner's cost per batch, the policy forward, and
     end-to-end frames/s of A2C, of V-trace with overlapped acting and of FRODO, against the ceiling
-    frames / (env + learner) (training/atari_bench.py)."""
+    frames / (env + learner) (training/atari_bench.py); with --peer, A2C's frames/s against cleanrl's PPO script."""
 
     game: str = "Pong"
     """Atari game (envpool name, e.g. Pong, Breakout)."""
@@ -57,6 +57,10 @@ class BenchAtariCommand(Config):
     """Frames of each end-to-end run (A2C, V-trace with --overlap, FRODO); the first two updates (compilation) are not timed."""
     frodo: bool = True
     """Also time FRODO (1-step meta-gradients); --no-frodo skips it (the slowest part)."""
+    vtrace: bool = True
+    """Also time V-trace with acting overlapped with learning; --no-vtrace skips it."""
+    peer: str | None = None
+    """Path of cleanrl's ppo_atari_envpool_xla_jax.py (not part of this project): run it right after A2C with A2C-equivalent flags (same game, envs and unroll; --num-minibatches 1 --update-epochs 1) for the same frames, and print its steady frames/s and A2C's ratio to it."""
     out: str | None = None
     """Also write every number as JSON to this file (written when the bench ends)."""
 
@@ -66,9 +70,11 @@ class BenchAtariCommand(Config):
     def run(self) -> int:
         from lpg.envs.atari_scores import reference_scores
         from lpg.run_io import check_output_file, write_json_atomic
-        from training.atari_bench import bench_atari, format_bench_atari
+        from training.atari_bench import bench_atari, check_peer, format_bench_atari
 
         reference_scores(self.game)  # unknown game -> one-line error
+        if self.peer is not None:
+            check_peer(self.peer)
         out = check_output_file(self.out) if self.out else None
         result = bench_atari(
             self.game,
@@ -76,6 +82,8 @@ class BenchAtariCommand(Config):
             self.unroll_length,
             self.frames,
             with_frodo=self.frodo,
+            with_vtrace=self.vtrace,
+            peer=self.peer,
             log=lambda message: print(message, file=sys.stderr, flush=True),
         )
         print(format_bench_atari(result))
