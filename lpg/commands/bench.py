@@ -45,7 +45,8 @@ class BenchEnvsCommand(Config):
 class BenchAtariCommand(Config):
     """Where Atari training time goes: raw envpool steps/s, the learner's cost per batch, the policy forward, and
     end-to-end frames/s of A2C, of V-trace with overlapped acting and of FRODO, against the ceiling
-    frames / (env + learner) (training/atari_bench.py); with --peer, A2C's frames/s against cleanrl's PPO script."""
+    frames / (env + learner) (training/atari_bench.py); with --peer, A2C's and V-trace's frames/s against
+    cleanrl's PPO script."""
 
     game: str = "Pong"
     """Atari game (envpool name, e.g. Pong, Breakout)."""
@@ -60,7 +61,7 @@ class BenchAtariCommand(Config):
     vtrace: bool = True
     """Also time V-trace with acting overlapped with learning; --no-vtrace skips it."""
     peer: str | None = None
-    """Path of cleanrl's ppo_atari_envpool_xla_jax.py (not part of this project): run it right after A2C with A2C-equivalent flags (same game, envs and unroll; --num-minibatches 1 --update-epochs 1) for the same frames, and print its steady frames/s and A2C's ratio to it."""
+    """Path of cleanrl's ppo_atari_envpool_xla_jax.py (not part of this project): run it right after A2C with A2C-equivalent flags (same game, envs and unroll; --num-minibatches 1 --update-epochs 1) for the same frames, and print its steady frames/s and A2C's and V-trace's ratios to it."""
     out: str | None = None
     """Also write every number as JSON to this file (written when the bench ends)."""
 
