@@ -64,6 +64,55 @@ def _steady_fps(summary: dict) -> float:
     return summary["steady_frames_per_s"] or summary["frames_per_s"]
 
 
+def _component_costs(
+    game: str, objective, config: AtariRunConfig, seed: int, log: Callable[[str], None]
+) -> tuple[float, float, float]:
+    """Raw envpool steps/s with random actions, seconds per learner update and per policy forward."""
+    num_envs, unroll_length = config.num_envs, config.unroll_length
+    env = AtariEnv(game, AtariConfig(num_envs=num_envs, seed=seed))
+    try:
+        log(f"bench atari: raw envpool, {RAW_ENV_STEPS - RAW_ENV_WARMUP} random-action steps of {num_envs} {game} envs")
+        env.reset()
+        rng = np.random.default_rng(seed)
+        actions = [rng.integers(0, env.num_actions, num_envs).astype(np.int32) for _ in range(RAW_ENV_STEPS)]
+        for a in actions[:RAW_ENV_WARMUP]:
+            env.step(a)
+        start = time.perf_counter()
+        for a in actions[RAW_ENV_WARMUP:]:
+            env.step(a)
+        raw_steps_per_s = (len(actions) - RAW_ENV_WARMUP) * num_envs / (time.perf_counter() - start)
+
+        log("bench atari: learner cost per batch and policy forward per acting step (after compilation)")
+        trainer = build_atari_trainer(env.spec, objective, config, NetworkConfig(), 1000)
+        params = trainer.agent.init(jax.random.PRNGKey(seed))
+        opt_state = trainer.optimizer.init(params)
+        actor = AtariActor(env, trainer.agent.apply, unroll_length, seed)
+        rollout = actor.collect(params)
+        learn = jax.jit(trainer.agent_update)
+        learner_s = _timed(lambda: jax.block_until_ready(learn(params, opt_state, {}, rollout)), 20)
+        obs = np.asarray(rollout.observation[0])
+        key = jax.random.PRNGKey(0)
+        act_s = _timed(lambda: jax.block_until_ready(actor._act(params, obs, key)), 100)
+    finally:
+        env.close()
+    return raw_steps_per_s, learner_s, act_s
+
+
+def _bench_frodo(game: str, frames: int, seed: int, config: AtariRunConfig, log: Callable[[str], None]) -> float:
+    """Steady frames/s of FRODO training with 1-step meta-gradients (the defaults of ``lpg discover online``)."""
+    from training.atari import discover_atari_online
+    from training.meta_gradient import ATARI_META_LEARNING_RATE, ATARI_OUTER_ENTROPY_WEIGHT, MetaGradConfig
+
+    log(f"bench atari: FRODO end to end (1-step meta-gradients), {frames:,} frames")
+    frodo = objectives.make("frodo", reward_clip=1.0)
+    outer = objectives.make(
+        "a2c", value_weight=0.0, entropy_weight=ATARI_OUTER_ENTROPY_WEIGHT, td_lambda=0.95, reward_clip=1.0
+    )
+    meta = MetaGradConfig(inner_steps=1, meta_learning_rate=ATARI_META_LEARNING_RATE)
+    run = discover_atari_online(f"atari/{game}", frodo, frames, seed, None, meta, outer, config, progress=False)
+    return _steady_fps(run)
+
+
 def bench_atari(
     game: str = "Pong",
     num_envs: int = 16,
@@ -88,33 +137,8 @@ def bench_atari(
         check_peer(peer)
     config = AtariRunConfig(num_envs=num_envs, unroll_length=unroll_length, log_every_s=1e9)
     frame_skip = AtariConfig().frame_skip
-    env = AtariEnv(game, AtariConfig(num_envs=num_envs, seed=seed))
-    try:
-        log(f"bench atari: raw envpool, {RAW_ENV_STEPS - RAW_ENV_WARMUP} random-action steps of {num_envs} {game} envs")
-        env.reset()
-        rng = np.random.default_rng(seed)
-        actions = [rng.integers(0, env.num_actions, num_envs).astype(np.int32) for _ in range(RAW_ENV_STEPS)]
-        for a in actions[:RAW_ENV_WARMUP]:
-            env.step(a)
-        start = time.perf_counter()
-        for a in actions[RAW_ENV_WARMUP:]:
-            env.step(a)
-        raw_steps_per_s = (len(actions) - RAW_ENV_WARMUP) * num_envs / (time.perf_counter() - start)
-
-        log("bench atari: learner cost per batch and policy forward per acting step (after compilation)")
-        objective = objectives.make("a2c", reward_clip=1.0)
-        trainer = build_atari_trainer(env.spec, objective, config, NetworkConfig(), 1000)
-        params = trainer.agent.init(jax.random.PRNGKey(seed))
-        opt_state = trainer.optimizer.init(params)
-        actor = AtariActor(env, trainer.agent.apply, unroll_length, seed)
-        rollout = actor.collect(params)
-        learn = jax.jit(trainer.agent_update)
-        learner_s = _timed(lambda: jax.block_until_ready(learn(params, opt_state, {}, rollout)), 20)
-        obs = np.asarray(rollout.observation[0])
-        key = jax.random.PRNGKey(0)
-        act_s = _timed(lambda: jax.block_until_ready(actor._act(params, obs, key)), 100)
-    finally:
-        env.close()
+    objective = objectives.make("a2c", reward_clip=1.0)
+    raw_steps_per_s, learner_s, act_s = _component_costs(game, objective, config, seed, log)
     steps_per_update = num_envs * unroll_length
     env_s = steps_per_update / raw_steps_per_s
     ceiling_fps = steps_per_update * frame_skip / (env_s + learner_s)
@@ -153,17 +177,7 @@ def bench_atari(
         "a2c_fraction_of_sync_bound": a2c_fps / sync_bound_fps,
     }
     if with_frodo:
-        from training.atari import discover_atari_online
-        from training.meta_gradient import ATARI_META_LEARNING_RATE, ATARI_OUTER_ENTROPY_WEIGHT, MetaGradConfig
-
-        log(f"bench atari: FRODO end to end (1-step meta-gradients), {frames:,} frames")
-        frodo = objectives.make("frodo", reward_clip=1.0)
-        outer = objectives.make(
-            "a2c", value_weight=0.0, entropy_weight=ATARI_OUTER_ENTROPY_WEIGHT, td_lambda=0.95, reward_clip=1.0
-        )
-        meta = MetaGradConfig(inner_steps=1, meta_learning_rate=ATARI_META_LEARNING_RATE)
-        run = discover_atari_online(f"atari/{game}", frodo, frames, seed, None, meta, outer, config, progress=False)
-        result["frodo_frames_per_s"] = frodo_fps = _steady_fps(run)
+        result["frodo_frames_per_s"] = frodo_fps = _bench_frodo(game, frames, seed, config, log)
         result["frodo_fraction_of_a2c"] = frodo_fps / a2c_fps
     return result
 
