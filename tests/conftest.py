@@ -25,6 +25,12 @@ quickstart test's program set 107 s -> 54 s wall, backend compilation 87 s ->
 generated machine code differs, which moves float results by rounding at most
 (every numeric test compares with a tolerance). ``LPG_TEST_XLA_OPTIMIZE=1``
 runs the suite with XLA's default optimisation instead.
+
+Atari training's own XLA flag (``lpg/xla_flags.py``) is opted out of
+(``LPG_XLA_DEFAULTS=0``): whether it took effect in a test process would
+depend on whether an earlier test had started JAX's backend before
+``training.atari`` was imported, i.e. on the order xdist runs the tests in.
+``tests/test_xla_flags.py`` tests the flag in subprocesses without the opt-out.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ def _fast_compile() -> None:
 def pytest_configure(config):
     global _made_cache
     _fast_compile()
+    os.environ.setdefault("LPG_XLA_DEFAULTS", "0")
     if os.environ.get(_CACHE_ENV) and os.environ.get(_OWNER_ENV) != os.environ[_CACHE_ENV]:
         return  # the user's own cache
     _made_cache = tempfile.mkdtemp(prefix="lpg-test-jax-cache-")

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lpg import xla_flags
 from lpg.envs.atari import AtariConfig, AtariEnv
 from lpg.errors import InvalidConfigError
 from lpg.harness import Run
@@ -44,6 +45,8 @@ from lpg.types import Rollout
 from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, UNIT, Config
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.guards import SKIP_KEY, guarded_apply
+
+XLA_YNN_OFF = xla_flags.for_atari()  # before JAX starts: the CNN's dots and convolutions without YNNPACK (lpg/xla_flags.py)
 
 FINAL_FRACTION = 0.1
 WARMUP_UPDATES = 2  # updates left out of ``steady_frames_per_s``: they compile the plain update and the meta-update

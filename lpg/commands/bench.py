@@ -61,7 +61,7 @@ class BenchAtariCommand(Config):
     vtrace: bool = True
     """Also time V-trace with acting overlapped with learning; --no-vtrace skips it."""
     peer: str | None = None
-    """Path of cleanrl's ppo_atari_envpool_xla_jax.py (not part of this project): run it right after A2C with A2C-equivalent flags (same game, envs and unroll; --num-minibatches 1 --update-epochs 1) for the same frames, and print its steady frames/s and A2C's and V-trace's ratios to it."""
+    """Path of cleanrl's ppo_atari_envpool_xla_jax.py (not part of this project): run it right after A2C with A2C-equivalent flags (same game, envs and unroll; --num-minibatches 1 --update-epochs 1) for the same frames, and print its steady frames/s and A2C's and V-trace's ratios to it. The peer inherits this process's XLA_FLAGS (Atari's flag included: lpg/xla_flags.py)."""
     out: str | None = None
     """Also write every number as JSON to this file (written when the bench ends)."""
 
