@@ -5,9 +5,14 @@ For every environment, ``evaluate_objective`` trains ``seeds`` fresh agents
 A2C objective on the same budget (same training config, same seeds), and
 measures the uniform-random policy on the same environment. The score is
 
-    a2c_normalised = (return - random_return) / (a2c_return - random_return)
+    a2c_normalised = (return - random_return) / score_scale(a2c_return, random_return)
 
-so 0 is random and 1 is A2C. ``return`` and ``a2c_return`` follow
+so 0 is random and 1 is A2C. ``score_scale`` (``training.baselines``) is
+``a2c_return - random_return`` floored at ``max(0.1, 0.1 * |random_return|)``:
+without the floor the score's sign flips when A2C does worse than random and
+explodes when A2C barely beats it. Each result says whether A2C cleared the
+floor (``a2c_beats_random``); where it did not, a score of 1 does not mean
+"as good as A2C", and the tables mark the row. ``return`` and ``a2c_return`` follow
 ``training.loop.final_return``: the mean undiscounted return of the episodes
 completed in the last 10 % of training steps, averaged over seeds.
 ``random_return`` is the mean return of every episode completed by the random
@@ -39,18 +44,21 @@ from lpg.networks import NetworkConfig, make_agent
 from lpg.run_io import plot_bars
 from lpg.validation import parse_overrides
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.baselines import random_policy_return
+from training.baselines import a2c_beats_random, random_policy_return, score_scale
 from training.loop import final_return, train_loop
 from training.presets import default_preset
 
 __all__ = [
     "NORMALISED_DEFINITION",
+    "NOT_BEATEN_NOTE",
     "RANDOM_STEPS_CAP",
     "RETURN_DEFINITION",
     "RewardClipped",
     "a2c_normalised",
+    "any_not_beaten",
     "checkpoint_train_config",
     "evaluate_objective",
+    "fmt_score",
     "plot_scores",
     "print_atari_table",
     "print_table",
@@ -60,7 +68,15 @@ __all__ = [
 ]
 
 RANDOM_STEPS_CAP = 200_000
-NORMALISED_DEFINITION = "(return - random_return) / (a2c_return - random_return); 0 = random policy, 1 = A2C"
+NORMALISED_DEFINITION = (
+    "(return - random_return) / max(a2c_return - random_return, 0.1, 0.1 * |random_return|); 0 = random policy, "
+    "1 = A2C where A2C beat random by that floor (a2c_beats_random)"
+)
+NOT_BEATEN_MARK = "†"
+NOT_BEATEN_NOTE = (
+    f"{NOT_BEATEN_MARK} A2C did not beat the random policy by max(0.1, 0.1 |random return|): "
+    "the score is divided by that floor, and 1 does not mean as good as A2C."
+)
 RETURN_DEFINITION = "mean undiscounted return of episodes completed in the last 10% of training steps, mean over seeds"
 
 Progress = Callable[[int, str], None]
@@ -79,10 +95,10 @@ def _per_seed(values: np.ndarray) -> list[float | None]:
 
 
 def a2c_normalised(ret: float | None, a2c: float | None, random: float | None) -> float | None:
-    """``(ret - random) / (a2c - random)``; None when a number is missing or A2C equals random."""
-    if ret is None or a2c is None or random is None or a2c == random:
+    """``(ret - random) / score_scale(a2c, random)`` (the module docstring); None when a number is missing."""
+    if ret is None or a2c is None or random is None:
         return None
-    return (ret - random) / (a2c - random)
+    return (ret - random) / score_scale(a2c, random)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -149,6 +165,7 @@ def _evaluate_one(objective, eta, env, config, network, num_updates: int, seed: 
         "a2c_return": mean_a2c,
         "random_return": mean_rnd,
         "a2c_normalised": a2c_normalised(mean_ret, mean_a2c, mean_rnd),
+        "a2c_beats_random": None if mean_a2c is None or mean_rnd is None else a2c_beats_random(mean_a2c, mean_rnd),
         "return_per_seed": _per_seed(ret),
         "a2c_return_per_seed": _per_seed(a2c_ret),
         "random_return_per_seed": _per_seed(rnd),
@@ -201,7 +218,7 @@ def evaluate_objective(
 
     Returns:
       ``{"results": {env: {"return", "a2c_return", "random_return",
-      "a2c_normalised", "return_per_seed", "a2c_return_per_seed",
+      "a2c_normalised", "a2c_beats_random", "return_per_seed", "a2c_return_per_seed",
       "random_return_per_seed", "steps", "num_updates"}},
       "mean_a2c_normalised": mean over environments with a score (None if none),
       "seeds", "seed"}``. Missing numbers (no episode completed) are None.
@@ -251,14 +268,27 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def fmt_score(result: Mapping[str, Any]) -> str:
+    """An environment's A2C-normalised score, marked where A2C did not beat random (``NOT_BEATEN_NOTE``)."""
+    mark = NOT_BEATEN_MARK if result.get("a2c_beats_random") is False else ""
+    return fmt(result["a2c_normalised"], 2) + mark
+
+
+def any_not_beaten(evaluation: Mapping[str, Any]) -> bool:
+    """Whether some environment's A2C did not beat random (its score is marked)."""
+    return any(r.get("a2c_beats_random") is False for r in evaluation["results"].values())
+
+
 def results_table(evaluation: Mapping[str, Any]) -> str:
     """A Markdown table of ``evaluate_objective``'s (or ``summary.json``'s) results, with the mean row."""
     lines = ["| environment | return | A2C return | random return | A2C-normalised |", "|---|---:|---:|---:|---:|"]
     for name, r in evaluation["results"].items():
         lines.append(
-            f"| {name} | {fmt(r['return'])} | {fmt(r['a2c_return'])} | {fmt(r['random_return'])} | {fmt(r['a2c_normalised'], 2)} |"
+            f"| {name} | {fmt(r['return'])} | {fmt(r['a2c_return'])} | {fmt(r['random_return'])} | {fmt_score(r)} |"
         )
     lines.append(f"| **mean** | | | | **{fmt(evaluation['mean_a2c_normalised'], 2)}** |")
+    if any_not_beaten(evaluation):
+        lines += ["", NOT_BEATEN_NOTE]
     return "\n".join(lines)
 
 
@@ -270,13 +300,11 @@ def print_table(evaluation: Mapping[str, Any], title: str) -> None:
         print(title)
         print(results_table(evaluation))
         return
-    table = Table(title=title)
+    table = Table(title=title, caption=NOT_BEATEN_NOTE if any_not_beaten(evaluation) else None)
     for column in ("environment", "return", "A2C return", "random return", "A2C-normalised"):
         table.add_column(column, justify="left" if column == "environment" else "right")
     for name, r in evaluation["results"].items():
-        table.add_row(
-            name, fmt(r["return"]), fmt(r["a2c_return"]), fmt(r["random_return"]), fmt(r["a2c_normalised"], 2)
-        )
+        table.add_row(name, fmt(r["return"]), fmt(r["a2c_return"]), fmt(r["random_return"]), fmt_score(r))
     table.add_section()
     table.add_row("mean", "", "", "", fmt(evaluation["mean_a2c_normalised"], 2))
     Console().print(table)

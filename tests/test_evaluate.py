@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 import objectives
-from evaluation.evaluate import evaluate_objective, results_table
+from evaluation.evaluate import NOT_BEATEN_NOTE, a2c_normalised, evaluate_objective, results_table
 from lpg import checkpoint as ck
 from lpg import envs
 from lpg.commands.evaluate import EvaluateCommand, EvaluateOptions, run_evaluate
 from lpg.errors import CheckpointError, InvalidConfigError, UnknownNameError
 from tests.test_checkpoint import YHeadObjective  # noqa: F401  (registers "test-yhead")
+from training.baselines import a2c_beats_random, score_scale
 
 ENV = "chain/short"
 STEPS = 3000  # 5 updates of the chain preset (32 envs x 20 steps)
@@ -87,10 +88,50 @@ def test_frozen_objective_with_y_head_on_toy_chain():
     assert set(KEYS) <= set(result)
     r, a, z = result["return"], result["a2c_return"], result["random_return"]
     assert all(np.isfinite(x) for x in (r, a, z))
-    assert result["a2c_normalised"] == (r - z) / (a - z)
+    assert result["a2c_normalised"] == (r - z) / score_scale(a, z)
+    assert result["a2c_beats_random"] == (a - z >= max(0.1, 0.1 * abs(z)))
     assert r == pytest.approx(np.mean(result["return_per_seed"]))
     assert evaluation["mean_a2c_normalised"] == result["a2c_normalised"]
     assert sum(progress_calls) == SEEDS * 3200  # baselines came from the cache: only the objective trained
+
+
+def test_the_score_keeps_its_sign_when_a2c_does_worse_than_random():
+    # Unfloored, an objective worse than both A2C and random scored (-1 + 0.038) / (-0.5 + 0.038) = +2.08.
+    assert a2c_normalised(-1.0, -0.5, -0.038) == pytest.approx((-1.0 + 0.038) / 0.1)  # -9.62: the floor is 0.1
+    assert not a2c_beats_random(-0.5, -0.038)
+    # A2C clearly better than random: the plain formula, unchanged.
+    assert a2c_normalised(0.5, 1.0, -0.2) == pytest.approx(0.7 / 1.2) and a2c_beats_random(1.0, -0.2)
+    assert score_scale(1.0, -0.2) == pytest.approx(1.2)
+    # Pong-like scale: the floor is 10% of |random| = 2.07 points, so A2C 0.2 points above random does not count.
+    assert score_scale(-20.5, -20.7) == pytest.approx(2.07) and not a2c_beats_random(-20.5, -20.7)
+    assert a2c_normalised(-19.0, -20.5, -20.7) == pytest.approx(1.7 / 2.07)
+    assert a2c_beats_random(-18.0, -20.7)  # 2.7 points >= 2.07
+    # Increasing in the objective's return whatever A2C did; equal to random scores 0; missing numbers give None.
+    scores = [a2c_normalised(r, -0.5, -0.038) for r in (-1.0, -0.5, -0.038, 0.2)]
+    assert scores == sorted(scores) and scores[2] == 0.0
+    assert a2c_normalised(None, 1.0, 0.0) is None and a2c_normalised(0.3, 0.0, 0.0) == pytest.approx(3.0)
+
+
+def test_tables_mark_environments_where_a2c_did_not_beat_random():
+    row = {"return": -1.0, "a2c_return": -0.5, "random_return": -0.038}
+    evaluation = {
+        "results": {
+            "bad": dict(row, a2c_normalised=a2c_normalised(-1.0, -0.5, -0.038), a2c_beats_random=False),
+            "good": {
+                "return": 0.5,
+                "a2c_return": 1.0,
+                "random_return": 0.0,
+                "a2c_normalised": 0.5,
+                "a2c_beats_random": True,
+            },
+        },
+        "mean_a2c_normalised": -4.56,
+    }
+    table = results_table(evaluation)
+    assert "| bad | -1.000 | -0.500 | -0.038 | -9.62† |" in table and "| good | 0.500 | 1.000 | 0.000 | 0.50 |" in table
+    assert table.endswith(NOT_BEATEN_NOTE)
+    del evaluation["results"]["bad"]
+    assert NOT_BEATEN_NOTE not in results_table(evaluation) and "†" not in results_table(evaluation)
 
 
 def test_cli_missing_checkpoint(tmp_path):

@@ -1,9 +1,20 @@
 """Reference returns of an environment: the uniform-random policy and plain A2C.
 
 They make returns comparable across environments: the A2C-normalised score
-``(R - R_random) / (R_a2c - R_random)`` of evaluation (``evaluation.evaluate``)
-and the fitness of offline discovery by ES (``training.offline.es``). Every
-function takes an ``Environment`` value or a registered name.
+``(R - R_random) / score_scale(R_a2c, R_random)`` of evaluation
+(``evaluation.evaluate``) and the fitness of offline discovery by ES
+(``training.offline.es``). Every function takes an ``Environment`` value or a
+registered name.
+
+``score_scale`` is ``R_a2c - R_random`` floored at
+``max(MIN_SCORE_SCALE, MIN_SCORE_FRACTION * |R_random|)``. Without the floor
+the score's sign flips when A2C does worse than random (an objective worse
+than both, ``R = -1`` with ``R_a2c = -0.5`` and ``R_random = -0.038``, would
+score ``(-1 + 0.038) / (-0.5 + 0.038) = 2.08``) and blows up when A2C barely
+beats random; with it the score is increasing in ``R`` and bounded by
+``|R - R_random| / floor`` (the example scores -9.62). ``a2c_beats_random``
+says whether A2C cleared the floor, i.e. whether a score of 1 means "as good as
+A2C"; reports mark the environments where it did not.
 """
 
 from __future__ import annotations
@@ -25,9 +36,38 @@ from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.loop import final_return
 from training.presets import default_preset
 
-__all__ = ["a2c_return", "random_policy_return", "random_return", "reference_returns", "uniform_policy"]
+__all__ = [
+    "MIN_SCORE_FRACTION",
+    "MIN_SCORE_SCALE",
+    "a2c_beats_random",
+    "a2c_return",
+    "random_policy_return",
+    "random_return",
+    "reference_returns",
+    "score_scale",
+    "uniform_policy",
+]
+
+# The floor of the score's denominator: at least MIN_SCORE_SCALE return units and MIN_SCORE_FRACTION of the
+# random policy's |return| (Pong's random return is about -20.7: A2C must beat it by 2.07 points, not by 0.1).
+MIN_SCORE_SCALE = 0.1
+MIN_SCORE_FRACTION = 0.1
 
 _REFERENCE_CACHE: dict[tuple, tuple[float, float]] = {}
+
+
+def _score_floor(random_return: float) -> float:
+    return max(MIN_SCORE_SCALE, MIN_SCORE_FRACTION * abs(random_return))
+
+
+def score_scale(a2c_return: float, random_return: float) -> float:
+    """The A2C-normalised score's denominator: ``a2c_return - random_return``, floored (module docstring)."""
+    return max(a2c_return - random_return, _score_floor(random_return))
+
+
+def a2c_beats_random(a2c_return: float, random_return: float) -> bool:
+    """Whether A2C beat the random policy by at least the floor of ``score_scale``."""
+    return a2c_return - random_return >= _score_floor(random_return)
 
 
 def uniform_policy(num_actions: int, obs_ndim: int):

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 import objectives
-from evaluation.evaluate import evaluate_objective
+from evaluation.evaluate import NOT_BEATEN_NOTE, any_not_beaten, evaluate_objective, fmt_score
 from lpg import distributed
 from lpg import envs as envs_lib
 from lpg.envs.base import Environment
@@ -431,8 +431,10 @@ class DiscoverOfflineCommand(OfflineOptions):
         for env, r in summary["evaluation"]["results"].items():
             print(
                 f"  {env:<28} return {_fmt(r['return'], '.3f')}  a2c {_fmt(r['a2c_return'], '.3f')}  "
-                f"random {_fmt(r['random_return'], '.3f')}  a2c-normalised {_fmt(r['a2c_normalised'], '.2f')}"
+                f"random {_fmt(r['random_return'], '.3f')}  a2c-normalised {fmt_score(r)}"
             )
+        if any_not_beaten(summary["evaluation"]):
+            print(f"  {NOT_BEATEN_NOTE}")
         print(f"mean A2C-normalised score {_fmt(summary['mean_a2c_normalised'], '.3f')}")
         if summary.get("objective_checkpoint"):
             print(f"objective checkpoint: {summary['objective_checkpoint']}")

@@ -95,8 +95,9 @@ class EvaluateCommand(EvaluateOptions):
     """Train fresh agents with a saved objective on each environment; compare with A2C and a random policy.
 
     Writes to --out: summary.json (results[env] with return, a2c_return,
-    random_return and a2c_normalised = (return - random) / (a2c - random);
-    mean_a2c_normalised; the checkpoint's metadata), metrics.jsonl (one row per
+    random_return, a2c_normalised = (return - random) / (a2c - random) with the
+    denominator floored at max(0.1, 0.1 |random|), and a2c_beats_random, false
+    where A2C did not clear that floor (marked † in the table); mean_a2c_normalised; the checkpoint's metadata), metrics.jsonl (one row per
     environment), a TensorBoard event file and a2c_normalised.png, and prints a
     table. Returns are the mean undiscounted return of the episodes completed
     in the last 10% of training steps, averaged over seeds. On Atari games

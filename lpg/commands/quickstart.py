@@ -61,7 +61,8 @@ class QuickstartCommand(Config):
     Writes OUT/discovery (objective/ checkpoint, metrics.jsonl, meta_training.png,
     summary.json) and OUT/evaluation (summary.json, results.md, a2c_normalised.png),
     and prints where the files went and the A2C-normalised scores
-    ((return - random) / (A2C - random): 0 = random policy, 1 = A2C).
+    ((return - random) / (A2C - random), the denominator floored at max(0.1, 0.1 |random|):
+    0 = random policy, 1 = A2C).
     """
 
     out: str = "runs/quickstart"

@@ -20,7 +20,7 @@ from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig
 from objectives.base import Objective
-from training.offline.config import METHODS, MIN_SCORE_SCALE, OfflineConfig, log_uniform_mean
+from training.offline.config import METHODS, OfflineConfig, log_uniform_mean
 from training.offline.es import ESEstimator, es_algorithm_class, make_es_algorithm
 from training.offline.grad import GradEstimator
 from training.offline.population import Population, split_evenly
@@ -28,7 +28,6 @@ from training.offline.state import EnvGroup, LifetimeState, OfflineState
 
 __all__ = [
     "METHODS",
-    "MIN_SCORE_SCALE",
     "ESEstimator",
     "EnvGroup",
     "Estimator",

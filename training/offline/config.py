@@ -10,12 +10,9 @@ from lpg.errors import UnknownNameError
 from lpg.optim import OPTIMIZERS, OptimizerConfig
 from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, POSITIVE_NUMBER, Config, Range
 
-__all__ = ["METHODS", "MIN_SCORE_SCALE", "OfflineConfig", "log_uniform_mean"]
+__all__ = ["METHODS", "OfflineConfig", "log_uniform_mean"]
 
 METHODS = ("grad", "es")
-# Floor (in return units) of the A2C - random denominator of ES fitness: short
-# lifetimes in which A2C barely beats random would otherwise blow scores up.
-MIN_SCORE_SCALE = 0.1
 
 
 def log_uniform_mean(low: float, high: float) -> float:

@@ -5,11 +5,11 @@
 Each member trains a fresh agent for a (short) lifetime with its ``eta``
 (``fitness``: the estimate); evosax's ``tell`` moves the search distribution
 (the update). Fitness is the per-environment-normalised return
-``(R - R_random) / max(R_a2c - R_random, MIN_SCORE_SCALE)``, negated because
+``(R - R_random) / score_scale(R_a2c, R_random)``, negated because
 evosax minimises, where ``R_a2c`` is plain A2C on the same lifetime budget
 and ``R_random`` the uniform-random policy's return, measured once at
 start-up (``training.baselines.reference_returns``): the A2C-normalised score
-the evaluation reports, with its denominator floored.
+the evaluation reports (its denominator floored: ``training.baselines``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import optax
 from lpg import distributed
 from lpg.rollout import episode_stats
 from objectives.base import Eta, Metrics
+from training.baselines import score_scale
 from training.guards import SKIP_KEY, guarded_apply
-from training.offline.config import MIN_SCORE_SCALE, es_algorithm_class
+from training.offline.config import es_algorithm_class
 from training.offline.population import Population
 from training.offline.state import EnvGroup, OfflineState
 
@@ -160,7 +161,7 @@ class ESEstimator:
             etas, keys = distributed.constrain_leading((etas, keys), 2 * group.size)  # members over devices
             returns, counts = jax.vmap(functools.partial(self.member_lifetime, group))(etas, keys)
             random_return, a2c_return = group.reference
-            scale = max(a2c_return - random_return, MIN_SCORE_SCALE)
+            scale = score_scale(a2c_return, random_return)
             # No finished episode scores 0; a non-finite return (diverged agent) stays non-finite and skips the generation.
             score = jnp.where(counts == 0, 0.0, (returns - random_return) / scale)
             normalised = normalised.at[members].set(score)
