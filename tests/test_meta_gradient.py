@@ -12,8 +12,11 @@ the reference's value is also checked against the engine's.
 
 from __future__ import annotations
 
+import dataclasses
+
 import chex
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -51,9 +54,9 @@ class TwoState(Environment):
         return nxt, TimeStep(nxt, reward, jnp.where(done, 0.0, 1.0).astype(jnp.float32), done)
 
 
-def _setup(optimizer: str, config: MetaGradConfig):
+def _setup(optimizer: str, config: MetaGradConfig, slow_rolled_scan: bool = False):
     env = TwoState()
-    agent = make_agent(env.spec)
+    agent = dataclasses.replace(make_agent(env.spec), slow_rolled_scan=slow_rolled_scan)
     objective = objectives.make("mgrl", gamma=0.8, td_lambda=0.7, value_weight=0.5, entropy_weight=0.05)
     trainer = ActorCriticTrainer.create(
         env, agent, objective, TrainConfig(B, T, OptimizerConfig(optimizer, LR if optimizer == "sgd" else 0.1))
@@ -256,3 +259,35 @@ def test_rematerialised_look_ahead_gives_the_same_meta_gradient_in_less_memory()
     # XLA's own account of the compiled program's scratch memory (22 vs 30 kB at n = 6 for this
     # tabular agent; the Snake conv look-ahead, unrolled on CPU, is the case where it grows instead).
     assert results[True][1] < results[False][1]
+
+
+def _look_ahead_scan_unroll(mt, state, key) -> list:
+    """The ``unroll`` of every scan of length n - 2 (the look-ahead's middle steps) in the meta-gradient's jaxpr."""
+    n = mt.config.inner_steps
+    found = []
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "scan" and eqn.params["length"] == n - 2:
+                found.append(eqn.params["unroll"])
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                visit(sub)
+
+    visit(jax.make_jaxpr(mt.meta_gradient)(state, key).jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("n, limit, unrolled", [(5, 5, True), (5, 4, False), (9, 5, False)])
+def test_the_look_ahead_is_unrolled_up_to_the_limit_with_the_same_meta_gradient(n, limit, unrolled):
+    # Only where the agent's rolled scan is slow (conv on CPU, forced here); an unroll of n - 2 or more is "unrolled".
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(5)
+        grads = {}
+        for slow in (True, False):
+            mt, state = _setup("adam", MetaGradConfig(inner_steps=n, mix=True, max_unrolled_lookahead=limit), slow)
+            unrolls = _look_ahead_scan_unroll(mt, state, key)
+            assert len(unrolls) >= 1
+            expect_unrolled = slow and unrolled
+            assert all((u is True or u >= n - 2) == expect_unrolled for u in unrolls), unrolls
+            grads[slow] = jax.jit(mt.meta_gradient)(state, key)[0]
+    chex.assert_trees_all_close(grads[True], grads[False], rtol=1e-10)
