@@ -90,10 +90,10 @@ class MetaGradConfig(Config):
         runs about 5x faster there, but its compile time and memory grow with
         n; rolled they stay flat. Snake, one batch of 8 estimates in a fresh
         process on the 2-core CPU: 5-step unrolled compiles in 94 s, runs in 10 s
-        and peaks at 8.0 GB (rolled: 59 s, 54 s, 5.7 GB); 10-step unrolled did
+        and peaks at 8.2 GB (rolled: 59 s, 54 s, 5.8 GB); 10-step unrolled did
         not compile in 20 minutes (the whole snake-variance experiment peaked
         at 17.8 GB with it), rolled it compiles in 63 s, runs in 134 s and
-        peaks at 7.0 GB. Same meta-gradient either way.
+        peaks at 7.2 GB. Same meta-gradient either way.
         Other agents and backends always roll.
     """
 

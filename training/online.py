@@ -184,10 +184,10 @@ class SnakeVariancePreset:
       num_checkpoints: points along the run where the spread is estimated.
       num_estimates: independent meta-gradients per estimator and checkpoint
         (Bonnet et al. use 96; 32 already separates the estimators clearly,
-        and the default run takes about 40 minutes on the 2-core machine).
+        and the default run takes 40-60 minutes on the 2-core machine).
       estimate_batch: estimates computed at once under ``vmap``; the result
         does not depend on it, the memory does: one batch of 5-step estimates
-        on Snake peaks at 5.7 GB at 4, 8.0 GB at 8 (a fresh process on the
+        on Snake peaks at 5.8 GB at 4, 8.2 GB at 8 (a fresh process on the
         2-core CPU; the 10-step look-ahead is rolled,
         ``MetaGradConfig.max_unrolled_lookahead``), at the same estimates/s.
       estimators: estimators compared: "n" or "n-mix".
