@@ -44,7 +44,7 @@ from lpg.networks import NetworkConfig, make_agent
 from lpg.run_io import plot_bars
 from lpg.validation import parse_overrides
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.baselines import a2c_beats_random, random_policy_return, score_scale
+from training.baselines import MIN_SCORE_FRACTION, MIN_SCORE_SCALE, a2c_beats_random, random_policy_return, score_scale
 from training.loop import final_return, train_loop
 from training.presets import default_preset
 
@@ -68,13 +68,14 @@ __all__ = [
 ]
 
 RANDOM_STEPS_CAP = 200_000
+_FLOOR = f"max({MIN_SCORE_SCALE:g}, {MIN_SCORE_FRACTION:g} |random_return|)"  # training.baselines.score_scale
 NORMALISED_DEFINITION = (
-    "(return - random_return) / max(a2c_return - random_return, 0.1, 0.1 * |random_return|); 0 = random policy, "
+    f"(return - random_return) / max(a2c_return - random_return, {_FLOOR}); 0 = random policy, "
     "1 = A2C where A2C beat random by that floor (a2c_beats_random)"
 )
 NOT_BEATEN_MARK = "†"
 NOT_BEATEN_NOTE = (
-    f"{NOT_BEATEN_MARK} A2C did not beat the random policy by max(0.1, 0.1 |random return|): "
+    f"{NOT_BEATEN_MARK} A2C did not beat the random policy by {_FLOOR}: "
     "the score is divided by that floor, and 1 does not mean as good as A2C."
 )
 RETURN_DEFINITION = "mean undiscounted return of episodes completed in the last 10% of training steps, mean over seeds"
