@@ -7,7 +7,8 @@ Environment modules register themselves on import; ``make`` and
 ``list_envs`` import them all on first use. A *spec* string (used by
 ``lpg evaluate --envs`` and ``lpg discover offline --envs``) is a
 comma-separated list of names, globs (``gridworld/*``) and named sets
-(``lpg-tabular``, ``lpg-random``, ``chains``, ``toy``, ``minatar``, ``gymnax``).
+(``lpg-tabular``, ``lpg-random``, ``chains``, ``toy``, ``procedural``, ``broad``,
+``minatar``, ``gymnax``).
 
 Kinds: ``toy`` (this project's pure-JAX environments), ``gymnax`` (games of
 the gymnax library, ``lpg.envs.gymnax_suite``; pure JAX too) and ``atari``
@@ -41,6 +42,7 @@ __all__ = [
 
 _ENV_MODULES = (
     "lpg.envs.gridworld",
+    "lpg.envs.procedural",
     "lpg.envs.chain",
     "lpg.envs.mrp",
     "lpg.envs.catch",
@@ -166,6 +168,11 @@ ENV_SETS: dict[str, tuple[str, ...]] = {
     "chains": ("chain/short", "chain/short_noisy", "chain/long", "chain/long_noisy", "chain/distractor"),
 }
 ENV_SETS["toy"] = ENV_SETS["lpg-tabular"] + ENV_SETS["lpg-random"] + ENV_SETS["chains"]
+ENV_SETS["procedural"] = ("gridworld/procedural", "gridworld/procedural_small")
+# The broad meta-training distribution: a new level per lifetime, LPG's gridworlds and the short chains. The
+# chains longer than an agent's unroll (chain/long, long_noisy, distractor) stay out, as held-out tests.
+_SHORT_CHAINS = ("chain/short", "chain/short_noisy")
+ENV_SETS["broad"] = ENV_SETS["procedural"] + ENV_SETS["lpg-tabular"] + ENV_SETS["lpg-random"] + _SHORT_CHAINS
 ENV_SETS["minatar"] = (
     "gymnax/Asterix-MinAtar",
     "gymnax/Breakout-MinAtar",

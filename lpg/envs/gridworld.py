@@ -6,7 +6,8 @@ pick-up), P(respawn per step)]``. The agent moves with 5 actions
 
     0: up (row - 1), 1: down (row + 1), 2: left (col - 1), 3: right (col + 1), 4: stay
 
-and moving into the border leaves it in place. Dynamics of one ``step``:
+and moving into the border (or, in a procedural level, a wall) leaves it in
+place. Dynamics of one ``step``:
 
 1. the agent moves;
 2. if the cell it now occupies holds a *present* object, the agent receives
@@ -32,7 +33,9 @@ distinct cells drawn ONCE, at construction, with
 (the paper does not publish its layouts; this makes ours deterministic per
 name). The *random* gridworlds (``gridworld/rand_*``) draw K distinct object
 cells in ``reset(key)`` (per environment seed) and keep them across the
-automatic resets of ``step``.
+automatic resets of ``step``. The *procedural* gridworlds
+(``lpg.envs.procedural``) draw everything per task instance: size, walls,
+objects and their parameters, and the episode cap.
 """
 
 from __future__ import annotations
@@ -63,12 +66,36 @@ class GridWorldState:
       present: bool [K], whether each object is currently on the board.
       agent: int32 [], flat cell index of the agent.
       t: int32 [], steps taken in the current episode.
+      level: the task instance's object parameters, walls and episode cap when
+        ``reset`` draws them (``lpg.envs.procedural``); None when they are the
+        environment's constants.
     """
 
     object_pos: chex.Array
     present: chex.Array
     agent: chex.Array
     t: chex.Array
+    level: Level | None = None
+
+
+@struct.dataclass
+class Level:
+    """One drawn gridworld level: what a fixed gridworld holds as constants.
+
+    Attributes:
+      rewards, term_probs, respawn_probs: float32 [K], per object.
+      active: bool [K], objects that exist in this level (the others are
+        never present: absent at every episode start, respawn probability 0).
+      walls: bool [H * W], cells the agent cannot enter.
+      cap: int32 [], this level's episode cap.
+    """
+
+    rewards: chex.Array
+    term_probs: chex.Array
+    respawn_probs: chex.Array
+    active: chex.Array
+    walls: chex.Array
+    cap: chex.Array
 
 
 class GridWorld(Environment):
@@ -128,18 +155,22 @@ class GridWorld(Environment):
         bits = jnp.sum(state.present.astype(jnp.int32) * (2 ** jnp.arange(self.num_objects, dtype=jnp.int32)))
         return (state.agent * (2**self.num_objects) + bits).astype(jnp.int32)
 
-    def _new_episode(self, u: chex.Array, object_pos: chex.Array) -> GridWorldState:
-        """All objects present; the agent at the j-th object-free cell, j = floor(u * #free)."""
-        occupied = jnp.zeros((self.num_cells,), jnp.bool_).at[object_pos].set(True)
-        num_free = self.num_cells - self.num_objects
+    def _new_episode(self, u: chex.Array, object_pos: chex.Array, level: Level | None = None) -> GridWorldState:
+        """All (active) objects present; the agent at the j-th free cell, j = floor(u * #free).
+
+        Free cells hold no (active) object and no wall.
+        """
+        if level is None:
+            free = ~jnp.zeros((self.num_cells,), jnp.bool_).at[object_pos].set(True)
+            num_free = self.num_cells - self.num_objects
+            present = jnp.ones((self.num_objects,), jnp.bool_)
+        else:
+            free = ~jnp.zeros((self.num_cells,), jnp.bool_).at[object_pos].set(level.active) & ~level.walls
+            num_free = jnp.sum(free)
+            present = level.active
         j = jnp.minimum((u * num_free).astype(jnp.int32), num_free - 1)
-        agent = jnp.argmax(jnp.cumsum(~occupied) > j).astype(jnp.int32)
-        return GridWorldState(
-            object_pos=object_pos,
-            present=jnp.ones((self.num_objects,), jnp.bool_),
-            agent=agent,
-            t=jnp.zeros((), jnp.int32),
-        )
+        agent = jnp.argmax(jnp.cumsum(free) > j).astype(jnp.int32)
+        return GridWorldState(object_pos=object_pos, present=present, agent=agent, t=jnp.zeros((), jnp.int32), level=level)
 
     # -- Environment API -------------------------------------------------
     def reset(self, key: chex.PRNGKey) -> tuple[GridWorldState, TimeStep]:
@@ -159,18 +190,25 @@ class GridWorld(Environment):
         row = jnp.clip(row + move[0], 0, self.height - 1)
         col = jnp.clip(col + move[1], 0, self.width - 1)
         agent = (row * self.width + col).astype(jnp.int32)
+        level = state.level
+        if level is None:
+            rewards, term_probs = jnp.asarray(self.rewards), jnp.asarray(self.term_probs)
+            respawn_probs, cap = jnp.asarray(self.respawn_probs), self.spec.max_episode_steps
+        else:
+            rewards, term_probs, respawn_probs, cap = level.rewards, level.term_probs, level.respawn_probs, level.cap
+            agent = jnp.where(level.walls[agent], state.agent, agent)  # walls block like the border
 
         hit = state.present & (state.object_pos == agent)  # at most one (distinct cells)
-        reward = jnp.sum(jnp.where(hit, jnp.asarray(self.rewards), 0.0)).astype(jnp.float32)
-        p_term = jnp.sum(jnp.where(hit, jnp.asarray(self.term_probs), 0.0))
+        reward = jnp.sum(jnp.where(hit, rewards, 0.0)).astype(jnp.float32)
+        p_term = jnp.sum(jnp.where(hit, term_probs, 0.0))
         terminated = u[0] < p_term
-        respawn = ~state.present & (u[1 : self.num_objects + 1] < jnp.asarray(self.respawn_probs))
+        respawn = ~state.present & (u[1 : self.num_objects + 1] < respawn_probs)
         present = (state.present & ~hit) | respawn
         t = state.t + 1
-        done = terminated | (t >= self.spec.max_episode_steps)
+        done = terminated | (t >= cap)
 
-        next_state = GridWorldState(object_pos=state.object_pos, present=present, agent=agent, t=t)
-        reset_state = self._new_episode(u[self.num_objects + 1], state.object_pos)
+        next_state = GridWorldState(object_pos=state.object_pos, present=present, agent=agent, t=t, level=level)
+        reset_state = self._new_episode(u[self.num_objects + 1], state.object_pos, level)
         next_state = jax.tree_util.tree_map(lambda r, n: jnp.where(done, r, n), reset_state, next_state)
         return next_state, TimeStep(
             observation=self.observation(next_state),
