@@ -66,6 +66,32 @@ def test_grad_meta_gradient_is_mean_over_lifetimes_and_step_runs(objective):
     assert not np.array_equal(ages, ages0)
 
 
+def test_drawn_lifetime_lengths(objective):
+    """min_lifetime_updates draws each lifetime's length in range; a lifetime restarts at its own length."""
+    for bad in (dict(min_lifetime_updates=9), dict(min_lifetime_updates=1, inner_updates=2)):
+        with pytest.raises(InvalidConfigError, match="min_lifetime_updates"):
+            OfflineConfig(**{**TINY, "lifetime_updates": 8, **bad})
+    with pytest.raises(InvalidConfigError, match="es scores"):
+        OfflineConfig(**{**TINY, "method": "es", "min_lifetime_updates": 2})
+    config = dict(TINY, num_lifetimes=64, lifetime_updates=250)
+    fixed = make_estimator(objective, OfflineConfig(**config)).jit_init(jax.random.PRNGKey(0))
+    drawn_trainer = make_estimator(objective, OfflineConfig(**config, min_lifetime_updates=10))
+    drawn = drawn_trainer.jit_init(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(fixed.lifetimes[0].length, 250)
+    lengths = np.asarray(drawn.lifetimes[0].length)
+    assert lengths.min() >= 10 and lengths.max() <= 250 and len(set(lengths.tolist())) > 30
+    # log-uniform: about half the lengths below the geometric mean sqrt(10 * 250) = 50.
+    assert 0.3 < np.mean(lengths < 50) < 0.7
+    # The other per-lifetime draws are those of a fixed-length run.
+    np.testing.assert_array_equal(fixed.lifetimes[0].lr, drawn.lifetimes[0].lr)
+    # Restart: lifetimes at or past their own length are replaced, the others kept.
+    lives = drawn.lifetimes[0].replace(update_count=jnp.asarray(np.minimum(lengths, 60), jnp.int32))
+    (after,) = drawn_trainer.restart_finished((lives,), jax.random.PRNGKey(1))
+    restarted = np.asarray(after.update_count) == 0
+    np.testing.assert_array_equal(restarted, lengths <= 60)
+    assert not np.array_equal(np.asarray(after.length)[restarted], lengths[restarted])
+
+
 def optax_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 

@@ -37,6 +37,12 @@ class OfflineConfig(Config):
       lifetime_updates: agent updates in one lifetime. grad: a lifetime
         restarts with a fresh agent when it reaches this (at least
         ``inner_updates``); es: the length of the lifetime each member is scored on.
+      min_lifetime_updates: grad: when > 0, each lifetime's length is drawn
+        log-uniformly in ``[min_lifetime_updates, lifetime_updates]`` when it
+        starts (GROOVE: 10-250 updates), so the objective meets agents of
+        every age, including short-lived ones; 0: every lifetime lasts
+        ``lifetime_updates``. A lifetime restarts at the first meta-step that
+        takes it to its length or beyond (meta-steps advance by K updates).
       inner_updates: K, agent updates per meta-step (grad), differentiated
         through (Oh et al. 2020 / GROOVE: 5).
       agent_optimizer: the agents' optimiser, ``adam`` (meta-differentiable,
@@ -77,6 +83,7 @@ class OfflineConfig(Config):
         "num_envs": POSITIVE_COUNT,
         "unroll_length": POSITIVE_COUNT,
         "lifetime_updates": POSITIVE_COUNT,
+        "min_lifetime_updates": Range(0, integer=True, text=">= 0"),
         "inner_updates": POSITIVE_COUNT,
         "agent_max_grad_norm": NON_NEGATIVE,
         "meta_lr": POSITIVE_NUMBER,
@@ -97,6 +104,7 @@ class OfflineConfig(Config):
     num_envs: int = 16
     unroll_length: int = 20
     lifetime_updates: int = 200
+    min_lifetime_updates: int = 0
     inner_updates: int = 5
     agent_optimizer: str = "adam"
     lr_range: tuple[float, float] = (1e-2, 1e-1)
@@ -135,7 +143,14 @@ class OfflineConfig(Config):
                 f"lifetime_updates ({self.lifetime_updates}) must be >= inner_updates ({self.inner_updates}): "
                 "one meta-step advances every lifetime by inner_updates agent updates"
             )
+        if self.min_lifetime_updates and not self.inner_updates <= self.min_lifetime_updates <= self.lifetime_updates:
+            raise self.error(
+                f"min_lifetime_updates ({self.min_lifetime_updates}) must be 0 or between inner_updates "
+                f"({self.inner_updates}) and lifetime_updates ({self.lifetime_updates})"
+            )
         if self.method == "es":
+            if self.min_lifetime_updates:
+                raise self.error("min_lifetime_updates is for grad; es scores every member on lifetime_updates")
             es_algorithm_class(self.es_algorithm)
 
     def validate(self) -> None:

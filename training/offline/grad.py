@@ -240,10 +240,10 @@ class GradEstimator:
         return eta, meta_opt_state, skipped
 
     def restart_finished(self, lifetimes: tuple[LifetimeState, ...], key: chex.PRNGKey) -> tuple[LifetimeState, ...]:
-        """Lifetimes that reached ``lifetime_updates`` replaced by fresh ones."""
+        """Lifetimes that reached their length (``lifetime_updates`` or drawn) replaced by fresh ones."""
         restarted = []
         for g, (group, lives) in enumerate(zip(self.groups, lifetimes)):
-            done = lives.update_count >= self.config.lifetime_updates
+            done = lives.update_count >= lives.length
             fresh = self.population.init_group(group, jax.random.fold_in(key, g), staggered=False)
             restarted.append(tree_where(done, fresh, lives))
         return tuple(restarted)

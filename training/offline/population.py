@@ -138,6 +138,10 @@ class Population:
             for i, (name, (low, high)) in enumerate(self.hyper_ranges.items())
         }
         critic_tx = optax.adam(c.critic_lr)
+        length = jnp.asarray(c.lifetime_updates, jnp.int32)
+        if c.min_lifetime_updates:  # its own stream (fold_in), so fixed-length runs keep their draws
+            drawn = log_uniform(jax.random.fold_in(k_lr, 1), c.min_lifetime_updates, c.lifetime_updates)
+            length = jnp.clip(jnp.round(drawn), c.min_lifetime_updates, c.lifetime_updates).astype(jnp.int32)
         return LifetimeState(
             params=params,
             opt_state=self.agent_tx.init(params),
@@ -146,6 +150,7 @@ class Population:
             critic_opt_state=critic_tx.init(critic_params),
             key=key,
             update_count=jnp.asarray(age, jnp.int32),
+            length=length,
             lr=log_uniform(k_lr, *c.lr_range),
             hyper=hyper,
         )

@@ -27,6 +27,9 @@ class LifetimeState:
       critic_opt_state: the meta-critic optimiser's state.
       key: PRNG key of the lifetime.
       update_count: int32 [], agent updates done in this lifetime.
+      length: int32 [], agent updates after which this lifetime restarts
+        (``OfflineConfig.lifetime_updates``, or drawn per lifetime when
+        ``min_lifetime_updates`` is set; grad only).
       lr: float32 [], the lifetime's agent learning rate.
       hyper: the lifetime's per-lifetime hyper-parameters of the objective
         (``Objective.lifetime_hypers``), name -> float32 [].
@@ -39,6 +42,7 @@ class LifetimeState:
     critic_opt_state: Any
     key: chex.PRNGKey
     update_count: chex.Array
+    length: chex.Array
     lr: chex.Array
     hyper: dict[str, chex.Array]
 
