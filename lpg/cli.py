@@ -21,6 +21,7 @@ import tyro
 from lpg.distributed import initialize_from_env
 from lpg.errors import RunFailedError, RunInterrupted, UserInputError
 from lpg.networks import NetworkConfig
+from lpg.validation import recipe_flags
 
 Positional = tyro.conf.Positional
 
@@ -64,7 +65,7 @@ def _group(name: str, doc: str, members: dict[str, type]) -> type:
     """A command group (``lpg bench ...``, ``lpg discover ...``) whose sub-commands are ``members``."""
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(key)] for key, cls in members.items())]  # type: ignore[valid-type]
     field = Annotated[union, tyro.conf.arg(name="")]  # no name: its options show under "options", as in other commands
-    namespace = {"__doc__": doc, "run": lambda self: self.what.run(), "MEMBERS": tuple(members)}
+    namespace = {"__doc__": doc, "run": lambda self: self.what.run(), "MEMBERS": tuple(members), "CLASSES": members}
     return dataclasses.make_dataclass(name, [("what", field)], frozen=True, namespace=namespace)
 
 
@@ -170,6 +171,32 @@ def command_path(argv: list[str], commands: dict[str, type]) -> str:
     return " ".join(path)
 
 
+def with_recipe(argv: list[str], commands: dict[str, type]) -> list[str]:
+    """``argv`` with the flags of its ``--recipe NAME`` inserted right after the command words.
+
+    A recipe is a named set of option values (``RECIPES`` of the command's
+    options). Its flags come before the user's, so a flag given on the command
+    line wins (the parser keeps the last value of a repeated flag). An unknown
+    name is left to the options' own check, which says which recipes exist.
+    """
+    words = [(i, w) for i, w in enumerate(argv) if not w.startswith("-")]
+    if not words or words[0][1] not in commands:
+        return argv
+    cls, end = commands[words[0][1]], words[0][0] + 1
+    if len(words) > 1 and words[1][1] in getattr(cls, "CLASSES", {}):
+        cls, end = cls.CLASSES[words[1][1]], words[1][0] + 1
+    recipes = getattr(cls, "RECIPES", {})
+    name = None
+    for i, word in enumerate(argv):
+        if word == "--recipe" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif word.startswith("--recipe="):
+            name = word.split("=", 1)[1]
+    if name not in recipes:
+        return argv
+    return argv[:end] + recipe_flags(recipes[name]) + argv[end:]
+
+
 def parser_error_line(box: str, command: str) -> str:
     """One line from tyro's error box (printed plain when stderr is not a terminal).
 
@@ -212,6 +239,7 @@ def parser_error_line(box: str, command: str) -> str:
 
 def _run(argv: list[str] | None) -> int:
     commands = _subcommands()
+    argv = with_recipe(list(sys.argv[1:] if argv is None else argv), commands)
     union = Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in commands.items())]  # type: ignore[valid-type]
     parser_errors = io.StringIO()  # tyro's error boxes, turned into one line below
     try:
@@ -227,7 +255,7 @@ def _run(argv: list[str] | None) -> int:
         if exit_.code in (0, None):  # --help (printed on stdout)
             sys.stderr.write(parser_errors.getvalue())
             raise
-        command_words = command_path(sys.argv[1:] if argv is None else argv, commands)
+        command_words = command_path(argv, commands)
         print(f"lpg: error: {parser_error_line(parser_errors.getvalue(), command_words)}", file=sys.stderr)
         return 2
     sys.stderr.write(parser_errors.getvalue())

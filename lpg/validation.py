@@ -100,6 +100,22 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def recipe_flags(values: Mapping[str, Any]) -> list[str]:
+    """Command-line flags that set ``values`` (field -> value): ``{"num_envs": 16}`` -> ``["--num-envs", "16"]``.
+
+    Booleans become ``--name`` / ``--no-name``, tuples one flag with several values.
+    """
+    argv: list[str] = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            argv.append(flag(name) if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, tuple):
+            argv += [flag(name), *map(str, value)]
+        else:
+            argv += [flag(name), str(value)]
+    return argv
+
+
 def check_value(what: str, name: str, value: Any, valid: Range) -> None:
     """Raises ``InvalidConfigError`` (``"{what}: {name} must be {valid}, got {value!r}"``) if ``value`` is invalid.
 
@@ -139,6 +155,8 @@ class Config:
     WHAT: ClassVar[str] = ""
     RANGES: ClassVar[Mapping[str, Range]] = {}
     FLAGS: ClassVar[bool] = False
+    RECIPES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Named set-ups of command options (name -> field values); the options then have a ``recipe`` field."""
 
     def __post_init__(self) -> None:
         check_ranges(self.WHAT, self, self.RANGES, flags=self.FLAGS)
@@ -146,6 +164,23 @@ class Config:
 
     def check(self) -> None:
         """Cross-field checks (default: none); raise ``InvalidConfigError``."""
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any):
+        """The options of recipe ``name`` with ``overrides`` on top (what ``--recipe NAME`` plus flags gives).
+
+        Raises:
+          InvalidConfigError: no such recipe.
+        """
+        if name not in cls.RECIPES:
+            raise InvalidConfigError(f"unknown recipe {name!r}; choose {', '.join(cls.RECIPES) or 'none'}")
+        return cls(**{**cls.RECIPES[name], "recipe": name, **overrides})
+
+    def check_recipe(self) -> None:
+        """Raises ``InvalidConfigError`` if the ``recipe`` field names no recipe (empty: none used)."""
+        name = getattr(self, "recipe", "")
+        if name and name not in self.RECIPES:
+            raise InvalidConfigError(f"unknown --recipe {name!r}; choose {', '.join(self.RECIPES)}")
 
     def error(self, message: str) -> InvalidConfigError:
         """An ``InvalidConfigError`` with this config's ``WHAT`` prefix."""

@@ -67,3 +67,56 @@ def test_resumed_discovery_equals_an_uninterrupted_one(tmp_path):
 def test_discover_offline_bad_method_is_a_clean_error(tmp_path, capsys):
     assert main(["discover", "offline", "--method", "sgd", "--out", str(tmp_path / "x"), *TOY]) == 2
     assert "method" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_recipe_gives_its_flags_and_flags_beside_it_win(tmp_path, monkeypatch):
+    """--recipe NAME sets its options (here: validation environments apart from the training one); a flag wins."""
+    from lpg.commands import discover_offline
+
+    recipe = dict(zip(TOY[0::2], TOY[1::2]))  # the toy flags, as a recipe
+    recipe = {k.removeprefix("--").replace("-", "_"): v for k, v in recipe.items() if k != "--no-progress"}
+    recipe.update(eval_envs="gridworld/rand_small,chain/long", progress=False)
+    monkeypatch.setitem(discover_offline.RECIPES, "test-toy", recipe)
+    out = tmp_path / "run"
+    assert main(["discover", "offline", "--recipe", "test-toy", "--meta-steps", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta_steps"] == 2 and summary["envs"] == ["chain/short"]  # the flag won over the recipe's 4
+    assert [e["meta_step"] for e in summary["evaluations"]] == [0, 2]  # eval_every 2 from the recipe
+    assert sorted(summary["evaluation"]["results"]) == ["chain/long", "gridworld/rand_small"]  # validation only
+    _, _, metadata = load_objective(out / "objective_best")
+    assert metadata["validation_envs"] == "gridworld/rand_small,chain/long"
+    assert "on the validation environments" in metadata["selection"]
+    assert json.loads((out / "config.json").read_text())["options"]["recipe"] == "test-toy"
+
+
+def test_unknown_recipe_and_bad_validation_env_are_clean_errors(tmp_path, capsys):
+    assert main(["discover", "offline", "--recipe", "nope", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broad-cpu" in err and not (tmp_path / "a").exists()
+    bad = ["discover", "offline", *TOY, "--eval-envs", "gridworld/nope", "--out", str(tmp_path / "b")]
+    assert main(bad) == 2
+    assert "gridworld/nope" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_shipped_recipes_build():
+    from lpg.commands.discover_offline import RECIPES, OfflineOptions, build_offline, validation_environments
+
+    for name in RECIPES:
+        options = OfflineOptions.from_recipe(name, out="unused")
+        objective, config, envs = build_offline(options)
+        assert "gridworld/procedural" in envs and config.min_lifetime_updates == 10
+        validation = validation_environments(options, objective, envs)
+        assert validation and not set(validation) & set(envs)  # model selection never on a training environment
+        assert not any(n.endswith("-MinAtar") for n in validation)  # nor on a test game
+
+
+def test_evaluation_agents_use_the_discovery_setup_only_where_it_fits():
+    from lpg import envs
+    from lpg.commands.discover_offline import evaluation_train_configs
+    from training.offline import OfflineConfig
+
+    config = OfflineConfig(envs=("chain/distractor",), num_envs=8, unroll_length=7)
+    chosen = {n: envs.get(n) for n in ("chain/distractor", "gridworld/rand_small", "catch")}
+    setups = evaluation_train_configs(config, chosen)
+    assert set(setups) == {"chain/distractor", "gridworld/rand_small"}  # catch (not tabular, not trained on): preset
+    assert setups["gridworld/rand_small"].num_envs == 8 and setups["gridworld/rand_small"].unroll_length == 7

@@ -42,6 +42,46 @@ _DEFAULT = OfflineConfig()
 _EVAL_BASELINES: dict = {}  # A2C / random baselines reused across the evaluations of a process
 
 
+# Validation environments of the recipes: in neither the training set (``broad``) nor the test games (MinAtar).
+VALIDATION_ENVS = "gymnax/DeepSea-bsuite,gymnax/UmbrellaChain-bsuite,gymnax/CartPole-v1"
+_BROAD = {
+    "envs": "broad",
+    "eval_envs": VALIDATION_ENVS,
+    "unroll_length": 20,
+    "lifetime_updates": 250,
+    "min_lifetime_updates": 10,
+    "inner_updates": 5,
+    "meta_grad_clip": 0.5,
+}
+RECIPES: dict[str, dict[str, Any]] = {
+    # Fits 2 CPU cores in about 3 hours (README "A discovery recipe" has the measured cost); resumable.
+    "broad-cpu": {
+        **_BROAD,
+        "num_lifetimes": 56,
+        "num_envs": 16,
+        "meta_lr": 1e-3,
+        "meta_steps": 6000,
+        "eval_every": 500,
+        "eval_seeds": 2,
+        "eval_updates": 250,
+        "checkpoint_every": 100,
+    },
+    # GROOVE's scale (Jackson et al. 2023, App. B.1): 512 lifetimes x 64 environments, a 256-wide LPG, meta-Adam 1e-4.
+    "broad-gpu": {
+        **_BROAD,
+        "num_lifetimes": 512,
+        "num_envs": 64,
+        "objective_config": ("hidden_size=256",),
+        "meta_lr": 1e-4,
+        "meta_steps": 5000,
+        "eval_every": 250,
+        "eval_seeds": 4,
+        "eval_updates": 250,
+        "checkpoint_every": 100,
+    },
+}
+
+
 def _hyper_range(item: str) -> tuple[str, float, float]:
     """``"alpha_y=0.25:1"`` -> ``("alpha_y", 0.25, 1.0)``."""
     name, sep, bounds = item.partition("=")
@@ -59,7 +99,8 @@ class OfflineOptions(Config):
     """What ``lpg discover offline`` needs (the command is this dataclass; Python users may build it too).
 
     Attributes:
-      envs: Environments: names, globs (gridworld/*) or named sets (lpg-tabular, lpg-random, chains, toy; see `lpg envs`).
+      recipe: A named set-up whose values replace the defaults; flags given beside it win: broad-cpu (2 CPU cores, about 3 hours, resumable) or broad-gpu (GROOVE-sized); see README "A discovery recipe".
+      envs: Environments: names, globs (gridworld/*) or named sets (lpg-tabular, lpg-random, chains, toy, procedural, broad; see `lpg envs`).
       method: grad (meta-gradients through K agent updates) or es (evosax evolution strategies).
       out: Output folder (created; must be empty or hold this same run).
       resume: Continue the run in --out from its newest training checkpoint (same command otherwise).
@@ -71,6 +112,7 @@ class OfflineOptions(Config):
       num_envs: Environments per agent.
       unroll_length: Steps per rollout (one agent update per rollout).
       lifetime_updates: Agent updates per lifetime (grad: at least --inner-updates, the updates one meta-step advances a lifetime by).
+      min_lifetime_updates: grad: draw each lifetime's length log-uniformly between this and --lifetime-updates (GROOVE: 10-250); 0 = every lifetime lasts --lifetime-updates.
       inner_updates: K: agent updates per meta-gradient step (grad).
       agent_optimizer: Agents' optimiser: adam or sgd (LPG's choice for tabular agents).
       lr_min: Lowest agent learning rate (drawn log-uniformly per lifetime; evaluation uses the geometric mean).
@@ -87,6 +129,7 @@ class OfflineOptions(Config):
       es_fitness_fraction: ES fitness is the mean return in this last fraction of each member's lifetime.
       eval_every: Evaluate the objective every this many meta-steps, and the random initial objective before the first (0 = only at the end).
       eval_updates: Agent updates per evaluation run (default: lifetime_updates).
+      eval_envs: Validation environments for the periodic and final evaluations and for choosing objective_best: names, globs or sets (default: the training environments). Keep them out of the training set and of your test set, so model selection never sees a test task. Tabular ones and training environments train agents with the discovery's batch and optimiser, the others with their own preset's, all for eval_updates x num_envs x unroll_length steps.
       eval_seeds: Fresh agents per environment in each evaluation.
       checkpoint_every: Write objective and training checkpoints every N meta-steps (0 = only at the end; SIGINT/SIGTERM also write one).
       log_every: Write a metrics row every N meta-steps.
@@ -100,6 +143,7 @@ class OfflineOptions(Config):
         "num_envs": POSITIVE_COUNT,
         "unroll_length": POSITIVE_COUNT,
         "lifetime_updates": POSITIVE_COUNT,
+        "min_lifetime_updates": Range(0, integer=True, text=">= 0"),
         "inner_updates": POSITIVE_COUNT,
         "meta_steps": Range(0, integer=True, text=">= 0"),
         "eval_every": Range(0, integer=True, text=">= 0"),
@@ -117,7 +161,9 @@ class OfflineOptions(Config):
         "es_lr": POSITIVE_NUMBER,
     }
     MULTI_PROCESS = True  # the one command that runs on several processes (lpg.distributed)
+    RECIPES = RECIPES
 
+    recipe: str = ""
     envs: str = "chain/short,gridworld/sparse"
     method: str = "grad"
     out: str = "runs/discover"
@@ -130,6 +176,7 @@ class OfflineOptions(Config):
     num_envs: int = _DEFAULT.num_envs
     unroll_length: int = _DEFAULT.unroll_length
     lifetime_updates: int = _DEFAULT.lifetime_updates
+    min_lifetime_updates: int = _DEFAULT.min_lifetime_updates
     inner_updates: int = _DEFAULT.inner_updates
     agent_optimizer: str = _DEFAULT.agent_optimizer
     lr_min: float = _DEFAULT.lr_range[0]
@@ -146,11 +193,15 @@ class OfflineOptions(Config):
     es_fitness_fraction: float = _DEFAULT.es_fitness_fraction
     eval_every: int = 0
     eval_updates: int | None = None
+    eval_envs: str = ""
     eval_seeds: int = 4
     checkpoint_every: int = 50
     log_every: int = 1
     max_nonfinite_skips: int = 10
     progress: bool = True
+
+    def check(self) -> None:
+        self.check_recipe()
 
     def discovery_config(self, env_names: tuple[str, ...]) -> OfflineConfig:
         """The ``OfflineConfig`` these options describe, over ``env_names`` (resolved from ``envs``)."""
@@ -161,6 +212,7 @@ class OfflineOptions(Config):
             num_envs=self.num_envs,
             unroll_length=self.unroll_length,
             lifetime_updates=self.lifetime_updates,
+            min_lifetime_updates=self.min_lifetime_updates,
             inner_updates=self.inner_updates,
             agent_optimizer=self.agent_optimizer,
             lr_range=(self.lr_min, self.lr_max),
@@ -209,11 +261,45 @@ def build_offline(
     return objective, config, resolved
 
 
+def validation_environments(
+    options: OfflineOptions, objective: Objective, training: Mapping[str, Environment]
+) -> dict[str, Environment]:
+    """The environments evaluations run on: ``--eval-envs``, or the training ones when it is empty.
+
+    Raises:
+      UnknownNameError: an unknown name in ``--eval-envs``.
+      InvalidConfigError: an environment that is not pure JAX, or that the objective cannot train agents on.
+    """
+    if not options.eval_envs.strip():
+        return dict(training)
+    chosen = {}
+    for name in envs_lib.resolve_env_spec(options.eval_envs):
+        env = training.get(name) or envs_lib.get(name)
+        if not env.spec.is_jax:
+            raise InvalidConfigError(f"--eval-envs takes pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}")
+        objective.check_env(env.spec)
+        chosen[name] = env
+    return chosen
+
+
+def evaluation_train_configs(config: OfflineConfig, environments: Mapping[str, Environment]) -> dict[str, TrainConfig]:
+    """Agents' batch and optimiser per evaluated environment that uses the discovery's own set-up.
+
+    Training environments and tabular ones get the discovery's set-up (the
+    learning rates its objective was meta-trained with); the others are left
+    out, so ``evaluate_objective`` trains them with their preset's (an MLP on
+    CartPole does not take a tabular agent's Adam 3e-2).
+    """
+    own = TrainConfig(config.num_envs, config.unroll_length, config.agent_optimizer_config())
+    return {name: own for name, env in environments.items() if name in config.envs or env.spec.is_tabular}
+
+
 class _Evaluations:
-    """Periodic and final evaluations of the objective, and ``objective_best/``."""
+    """Periodic and final evaluations of the objective (on the validation environments), and ``objective_best/``."""
 
     def __init__(self, run: Run, objective: Objective, config: OfflineConfig, environments, options, metadata, extra):
         self.run, self.objective, self.config, self.environments = run, objective, config, environments
+        self.validation = bool(options.eval_envs.strip())
         self.updates = options.eval_updates or config.lifetime_updates
         self.seeds = options.eval_seeds
         self.metadata = metadata
@@ -222,12 +308,11 @@ class _Evaluations:
 
     def __call__(self, eta: Eta, step: int) -> dict[str, Any]:
         c = self.config
-        train_config = TrainConfig(c.num_envs, c.unroll_length, c.agent_optimizer_config())
         steps = self.updates * c.num_envs * c.unroll_length
         result = dict(
             evaluate_objective(
                 self.objective, eta, list(self.environments.values()), steps, self.seeds, 1000,
-                train_config=train_config, baseline_cache=_EVAL_BASELINES,
+                train_config=evaluation_train_configs(c, self.environments), baseline_cache=_EVAL_BASELINES,
             )
         )  # fmt: skip
         if result.get("mean_a2c_normalised") is None:
@@ -246,7 +331,10 @@ class _Evaluations:
             return
         self.best.update(meta_step=step, mean_a2c_normalised=float(score))
         meta = dict(self.metadata(result), selected_at_meta_step=step)
-        meta["selection"] = "best mean A2C-normalised score among the periodic and final evaluations of this run"
+        where = "the validation environments" if self.validation else "the training environments"
+        meta["selection"] = (
+            f"best mean A2C-normalised score on {where} among the periodic and final evaluations of this run"
+        )
         _checkpoints().save_objective(self.run.path / "objective_best", self.objective, eta, meta)
 
 
@@ -264,6 +352,7 @@ def discover_offline(
     ``environments`` maps names to ``Environment`` values (see ``build_offline``).
     """
     objective, config, envs = build_offline(options, environments)
+    validation = validation_environments(options, objective, envs)
     # meta_steps is not part of the run's identity, so --resume can extend a run.
     identity = ("resume", "progress", "meta_steps", "max_nonfinite_skips")
     run_config = {
@@ -290,7 +379,7 @@ def discover_offline(
         def metadata(final_eval: dict[str, Any] | None) -> dict[str, Any]:
             return _metadata(options, objective, config, int(state.step), run.wall(), final_eval)
 
-        evaluate = _Evaluations(run, objective, config, envs, options, metadata, extra)
+        evaluate = _Evaluations(run, objective, config, validation, options, metadata, extra)
 
         def save(final_eval: dict[str, Any] | None, replace: bool = False) -> None:
             _checkpoints().save_objective(run.path / "objective", objective, state.eta, metadata(final_eval))
@@ -353,6 +442,7 @@ def _metadata(options, objective, config, meta_steps, wall_s, final_eval) -> dic
         "framework_version": lpg.__version__,
         "envs": list(config.envs),
         "env_spec": options.envs,
+        "validation_envs": options.eval_envs or None,
         "method": config.method,
         "meta_steps": meta_steps,
         "seed": config.seed,
