@@ -658,31 +658,41 @@ def run_snake_variance(
     per_checkpoint = [b - a for a, b in zip([0] + marks[:-1], marks)]
     ratios: dict[str, list[float]] = {name: [] for name in estimators}
     stds_log: dict[str, list[list[float]]] = {name: [] for name in estimators}
-    done = 0
-    with ProgressBar("snake-variance", p.num_checkpoints, "checkpoints", enabled=progress) as bar:
+    states, rows, done = [], [], 0
+    with ProgressBar("snake-variance", p.num_checkpoints * (1 + len(probes)), "stages", enabled=progress) as bar:
         for c, size in enumerate(per_checkpoint):
             state, metrics = base.run(state, size)
             done += size
-            key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), c)
-            stds = {}
-            for name, probe in probes.items():
-                grads = probe.estimate(state, key, p.num_estimates, batch_size=p.estimate_batch)
-                leaves = [np.asarray(g).reshape(p.num_estimates, -1) for g in jax.tree.leaves(grads)]
-                stds[name] = np.concatenate(leaves, axis=1).std(axis=0, ddof=1)  # per meta-parameter
-                del grads
-            ref = stds["1"]
-            row = {"checkpoint": c, "updates": done, "wall_s": time.perf_counter() - start}
-            for name in estimators:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    ratios[name].append(
-                        float(np.nanmean(np.where(ref > 0, stds[name] / np.where(ref > 0, ref, 1.0), np.nan)))
-                    )
-                stds_log[name].append(stds[name].tolist())
-                row[f"std_ratio/{name}"] = ratios[name][-1]
             count = float(np.sum(metrics["episode_count"]))
-            row["episode_return"] = float(np.sum(metrics["episode_return_sum"]) / count) if count else None
-            run.log(done * base.env_steps_per_rollout, row)
-            bar.update(1, " ".join(f"{k}:{v[-1]:.1f}" for k, v in ratios.items()))
+            episode_return = float(np.sum(metrics["episode_return_sum"]) / count) if count else None
+            states.append(state)
+            rows.append({"checkpoint": c, "updates": done, "wall_s": time.perf_counter() - start})
+            rows[-1]["episode_return"] = episode_return
+            bar.update(1, f"agent at checkpoint {c}")
+        # One estimator at a time over every checkpoint, its compiled programs dropped before the next: all
+        # six resident at once peaked at 8.5 GB on Snake, while the largest alone needs 6.9 GB.
+        stds: list[dict[str, np.ndarray]] = [{} for _ in states]
+        for name in estimators:
+            probe = probes.pop(name)
+            for c, state_c in enumerate(states):
+                key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), c)
+                grads = probe.estimate(state_c, key, p.num_estimates, batch_size=p.estimate_batch)
+                leaves = [np.asarray(g).reshape(p.num_estimates, -1) for g in jax.tree.leaves(grads)]
+                stds[c][name] = np.concatenate(leaves, axis=1).std(axis=0, ddof=1)  # per meta-parameter
+                del grads
+                bar.update(1, f"estimator {name} at checkpoint {c}")
+            del probe
+            jax.clear_caches()
+    for c, row in enumerate(rows):
+        ref = stds[c]["1"]
+        for name in estimators:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratios[name].append(
+                    float(np.nanmean(np.where(ref > 0, stds[c][name] / np.where(ref > 0, ref, 1.0), np.nan)))
+                )
+            stds_log[name].append(stds[c][name].tolist())
+            row[f"std_ratio/{name}"] = ratios[name][-1]
+        run.log(row["updates"] * base.env_steps_per_rollout, row)
     summary = {
         "experiment": "snake-variance",
         "std_ratio": {name: float(np.nanmean(v)) for name, v in ratios.items()},
