@@ -291,3 +291,24 @@ def test_the_look_ahead_is_unrolled_up_to_the_limit_with_the_same_meta_gradient(
             assert all((u is True or u >= n - 2) == expect_unrolled for u in unrolls), unrolls
             grads[slow] = jax.jit(mt.meta_gradient)(state, key)[0]
     chex.assert_trees_all_close(grads[True], grads[False], rtol=1e-10)
+
+
+def test_init_pull_adds_its_gradient_and_eta_distance_is_measured_from_the_start():
+    free, state = _setup("sgd", MetaGradConfig(inner_steps=1))
+    pulled, _ = _setup("sgd", MetaGradConfig(inner_steps=1, init_pull=3.0))
+    fresh = free.init(jax.random.PRNGKey(0))
+    chex.assert_trees_all_equal(fresh.eta_start, fresh.eta)  # a lifetime starts at its eta
+    start = {"gamma_logit": jnp.float32(0.1), "lambda_logit": jnp.float32(0.9)}
+    state = _to32(state).replace(eta_start=start)
+    est_key = jax.random.split(state.key, 3)[1]  # the key meta_step estimates with
+    g, _ = jax.jit(free.meta_gradient)(state, est_key)
+    want = {k: g[k] + 3.0 * (state.eta[k] - start[k]) for k in g}  # + d/d eta of 3/2 ||eta - start||^2
+    chex.assert_trees_all_close(pulled.pulled(g, state.eta, start), want, rtol=1e-6)
+    chex.assert_trees_all_equal(free.pulled(g, state.eta, start), g)
+    new, metrics = jax.jit(pulled.meta_step)(state)
+    for k in g:  # Adam's first step moves each coordinate by the learning rate against its gradient's sign
+        expected = float(state.eta[k]) - 1e-3 * float(np.sign(want[k]))
+        np.testing.assert_allclose(float(new.eta[k]), expected, rtol=0, atol=1e-6)
+    distance = np.sqrt(sum((float(new.eta[k]) - float(start[k])) ** 2 for k in g))
+    np.testing.assert_allclose(float(metrics["eta_distance"]), distance, rtol=1e-5)
+    chex.assert_trees_all_equal(new.eta_start, start)

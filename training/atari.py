@@ -300,6 +300,7 @@ class MetaLearner:
         self.opt_state = trainer.optimizer.init(self.params)
         self.eta = trainer.objective.init(eta_key) if self.initial_eta is None else self.initial_eta
         self.meta_opt_state = self.mt.meta_optimizer.init(self.eta)
+        self.eta_start = self.eta  # init_pull's anchor: rebuilt from the seed or the checkpoint on --resume
         self.next_params = self.params
         self.next_opt_state = self.opt_state
 
@@ -312,6 +313,7 @@ class MetaLearner:
             return loss, (params1, opt1, {**inner_metrics, **outer_metrics, "meta_loss": loss})
 
         grads, (params1, opt1, metrics) = jax.grad(meta_loss, has_aux=True)(eta)
+        grads = self.mt.pulled(grads, eta, self.eta_start)
         updates, new_meta_opt_state = self.mt.meta_optimizer.update(grads, meta_opt_state, eta)
         # A non-finite meta-gradient skips the meta-update (training/longrun.py).
         (eta, meta_opt_state), meta_skipped = guarded_apply(
@@ -320,6 +322,7 @@ class MetaLearner:
         metrics["nonfinite_meta_skipped"] = meta_skipped
         metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         metrics["meta_grad_norm"] = optax.tree.norm(grads)
+        metrics["eta_distance"] = optax.tree.norm(jax.tree.map(jnp.subtract, eta, self.eta_start))
         params1, opt1 = jax.lax.stop_gradient((params1, opt1))
         next_params, next_opt, _ = trainer.agent_update(params1, opt1, eta, outer)
         return params1, opt1, eta, meta_opt_state, next_params, next_opt, metrics

@@ -77,6 +77,10 @@ class MetaGradConfig(Config):
       meta_grad_clip: clip each meta-gradient to this global norm (0 = off).
       monte_carlo: K, independent meta-gradient estimates averaged per meta-update.
       stac_kl_weight: weight of KL(pi_theta' || pi_theta) in the outer loss (0 = off).
+      init_pull: weight w of an L2 pull of eta toward the eta its lifetime
+        started from: each meta-gradient gets ``w * (eta - eta_start)`` added,
+        the gradient of ``w / 2 * ||eta - eta_start||^2`` (0 = off). It keeps an
+        objective that adapts online (``--init-objective``) near the saved one.
       remat: for n > 1, rematerialise each look-ahead step (agent update and
         rollout) in the backward pass (``jax.checkpoint``) instead of keeping its
         intermediate values. Same meta-gradient. Off by default: XLA's own
@@ -106,6 +110,7 @@ class MetaGradConfig(Config):
     meta_grad_clip: float = 0.0
     monte_carlo: int = 1
     stac_kl_weight: float = 0.0
+    init_pull: float = 0.0
     remat: bool = False
     max_unrolled_lookahead: int = 5
 
@@ -119,6 +124,7 @@ class MetaGradConfig(Config):
         "meta_grad_clip": NON_NEGATIVE,
         "monte_carlo": AT_LEAST_ONE,
         "stac_kl_weight": NON_NEGATIVE,
+        "init_pull": NON_NEGATIVE,
         "max_unrolled_lookahead": NON_NEGATIVE_INT,
     }
 
@@ -162,6 +168,8 @@ class MetaState:
       actor: environments, positioned after the pending rollout.
       rollout: the pending rollout tau^(0), acted by theta_t, not yet learned from.
       eta: the objective's meta-parameters.
+      eta_start: the eta this lifetime started from (``init_pull``'s anchor;
+        ``eta_distance`` is measured from it).
       meta_opt_state: the meta-optimiser's state.
       key: PRNG key.
       update_count: int32 [], meta-steps (= kept agent updates) done.
@@ -172,6 +180,7 @@ class MetaState:
     actor: ActorState
     rollout: Rollout
     eta: Eta
+    eta_start: Eta
     meta_opt_state: Any
     key: chex.PRNGKey
     update_count: chex.Array
@@ -246,6 +255,7 @@ class MetaGradientTrainer:
             actor=learner.actor,
             rollout=rollout,
             eta=eta,
+            eta_start=eta,
             meta_opt_state=self.meta_optimizer.init(eta),
             key=learner.key,
             update_count=jnp.zeros([], jnp.int32),
@@ -369,6 +379,13 @@ class MetaGradientTrainer:
         grad_fn = jax.grad(self.meta_loss, has_aux=True)
         return jax.vmap(lambda kk: grad_fn(state.eta, state, kk)[0])(keys)
 
+    def pulled(self, grads: Eta, eta: Eta, eta_start: Eta) -> Eta:
+        """The meta-gradient plus ``init_pull * (eta - eta_start)``, the gradient of ``init_pull / 2 ||eta - eta_start||^2``."""
+        if self.config.init_pull <= 0:
+            return grads
+        pull = self.config.init_pull
+        return jax.tree.map(lambda g, e, e0: g + pull * (e - e0), grads, eta, eta_start)
+
     # -- stepping --------------------------------------------------------
     def meta_step(self, state: MetaState) -> tuple[MetaState, Metrics]:
         """One kept agent update and (for inner_steps > 0) one meta-update of eta."""
@@ -383,6 +400,7 @@ class MetaGradientTrainer:
             meta_grad_norm = jnp.zeros((), jnp.float32)
         else:
             grads, aux = self.meta_gradient(state, est_key)
+            grads = self.pulled(grads, state.eta, state.eta_start)
             meta_grad_norm = optax.tree.norm(grads)
             updates, meta_opt_state = self.meta_optimizer.update(grads, state.meta_opt_state, state.eta)
             eta = optax.apply_updates(state.eta, updates)
@@ -395,7 +413,8 @@ class MetaGradientTrainer:
             actor, rollout, metrics = aux["actor"], aux["rollout"], aux["metrics"]
             metrics = dict(metrics, nonfinite_meta_skipped=meta_skipped)
             metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
-        metrics = dict(metrics, **stats, meta_grad_norm=meta_grad_norm)
+        eta_distance = optax.tree.norm(jax.tree.map(jnp.subtract, eta, state.eta_start))
+        metrics = dict(metrics, **stats, meta_grad_norm=meta_grad_norm, eta_distance=eta_distance)
         metrics.update({f"eta/{k}": v for k, v in self.objective.describe_eta(eta).items()})
         new_state = state.replace(
             params=params,

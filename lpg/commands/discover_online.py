@@ -78,6 +78,8 @@ class OnlineOptions(Config):
     """Lambda of the outer loss's lambda-returns."""
     stac_kl_weight: float = 0.0
     """Weight of the STAC term KL(pi_theta' || pi_theta) in the outer loss."""
+    init_pull: float = 0.0
+    """Pull eta toward where it started (the --init-objective's eta, else the objective's init): each meta-gradient gets W * (eta - eta_start), the gradient of W/2 ||eta - eta_start||^2; 0 = off. metrics.jsonl's eta_distance is ||eta - eta_start||."""
     outer_entropy_weight: float | None = None
     """Entropy bonus in the outer loss (default: 0, Bonnet et al. eq. 4; 0.01 on Atari, a standard actor-critic outer loss as in Xu et al. 2020)."""
     frames: int | None = None
@@ -113,6 +115,7 @@ class OnlineOptions(Config):
         "meta_learning_rate": POSITIVE_NUMBER,
         "meta_grad_clip": NON_NEGATIVE,
         "stac_kl_weight": NON_NEGATIVE,
+        "init_pull": NON_NEGATIVE,
         "outer_entropy_weight": NON_NEGATIVE,
         "frames": POSITIVE_COUNT,
         "meta_interval": AT_LEAST_ONE,
@@ -138,6 +141,7 @@ class OnlineOptions(Config):
             meta_learning_rate=lr,
             meta_grad_clip=self.meta_grad_clip,
             stac_kl_weight=self.stac_kl_weight,
+            init_pull=self.init_pull,
         )
 
     def outer_objective(self) -> Objective:
