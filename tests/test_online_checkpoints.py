@@ -109,6 +109,25 @@ def test_a_saved_objective_keeps_learning_online_from_its_checkpoint(online_runs
         discover_online(OnlineOptions(objective="mgrl", init_objective=str(start), out=str(tmp_path / "x"), **TINY))
 
 
+def test_a_frozen_start_and_a_pulled_one_keep_eta_where_it_started(online_runs, tmp_path):
+    """--inner-steps 0 keeps the saved eta frozen (eta_distance 0); --init-pull W logs its distance; --mix needs n."""
+    start = online_runs["frodo"] / "objective"
+    _, eta0, _ = objectives.load(start)
+    steps = dict(TINY, steps=24)  # three updates
+    discover_online(OnlineOptions(init_objective=str(start), inner_steps=0, out=str(tmp_path / "frozen"), **steps))
+    _, eta1, _ = objectives.load(tmp_path / "frozen" / "objective")
+    for a, b in zip(jax.tree.leaves(eta0), jax.tree.leaves(eta1)):
+        np.testing.assert_array_equal(a, b)
+    rows = [json.loads(line) for line in (tmp_path / "frozen" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(row["eta_distance"] == 0.0 for row in rows if "eta_distance" in row)
+    assert any("eta_distance" in row for row in rows)
+    discover_online(OnlineOptions(init_objective=str(start), init_pull=1.0, out=str(tmp_path / "pulled"), **steps))
+    rows = [json.loads(line) for line in (tmp_path / "pulled" / "metrics.jsonl").read_text().splitlines()]
+    assert max(row.get("eta_distance", 0.0) for row in rows) > 0
+    with pytest.raises(Exception, match="--inner-steps 0 learns no meta-gradient"):
+        OnlineOptions(inner_steps=0, mix=True, out=str(tmp_path / "x"), **TINY)
+
+
 def test_objective_and_the_best_one_are_saved_beside_every_training_checkpoint(tmp_path):
     out = tmp_path / "periodic"
     options = {**TINY, "steps": 96, "checkpoint_interval_s": 0}  # 12 updates, a training checkpoint per chunk

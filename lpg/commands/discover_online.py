@@ -16,7 +16,7 @@ from lpg.errors import InvalidConfigError
 from lpg.harness import Run, run_identity
 from lpg.networks import NetworkConfig, make_agent
 from lpg.run_io import plot_lines
-from lpg.validation import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE_COUNT, POSITIVE_NUMBER, Config
+from lpg.validation import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_COUNT, POSITIVE_NUMBER, Config
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer
 from training.meta_gradient import (
@@ -53,7 +53,7 @@ class OnlineOptions(Config):
     init_objective: str | None = None
     """An objective checkpoint (from `lpg discover offline`, `lpg discover online`, or checkpoints/) to start from: its objective keeps learning online inside this lifetime; the agent starts fresh."""
     inner_steps: int = 1
-    """n of the n-step meta-gradient (look-ahead updates per meta-gradient)."""
+    """n of the n-step meta-gradient (look-ahead updates per meta-gradient); 0 = no meta-learning: the objective stays frozen at its start (e.g. a frozen --init-objective, the baseline of an adapted one, on the same harness and curves; toy environments)."""
     mix: bool = False
     """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n."""
     mix_coefficient: float | None = None
@@ -106,7 +106,7 @@ class OnlineOptions(Config):
     """Show progress on stderr."""
 
     RANGES = {
-        "inner_steps": AT_LEAST_ONE,
+        "inner_steps": NON_NEGATIVE_INT,
         "steps": POSITIVE_COUNT,
         "num_seeds": POSITIVE_COUNT,
         "num_envs": POSITIVE_COUNT,
@@ -126,6 +126,8 @@ class OnlineOptions(Config):
 
     def check(self) -> None:
         check_mix_coefficient(self.mix, self.mix_coefficient)
+        if self.inner_steps == 0 and (self.mix or self.monte_carlo != 1):
+            raise InvalidConfigError("--inner-steps 0 learns no meta-gradient: drop --mix and --monte-carlo")
 
     @property
     def atari(self) -> bool:
@@ -421,7 +423,8 @@ class DiscoverOnlineCommand(OnlineOptions):
         summary = discover_online(self)
         final = summary["final_return"]
         eta = ", ".join(f"{k}={v:.4g}" for k, v in summary["final_meta_parameters"].items())
-        label = f"{summary['objective']} ({self.inner_steps}-step{' mix' if self.mix else ''})"
+        how = "frozen" if self.inner_steps == 0 else f"{self.inner_steps}-step{' mix' if self.mix else ''}"
+        label = f"{summary['objective']} ({how})"
         if "frames_per_s" in summary:
             from training.atari import atari_result_lines
 
