@@ -145,3 +145,24 @@ def test_objective_and_the_best_one_are_saved_beside_every_training_checkpoint(t
     assert final["final_return"] == summary["final_return"] and final["online"]["steps"] == 96
     if best["best_at"] < 12:  # the best is an earlier eta than the final one
         assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(best_eta), jax.tree.leaves(final_eta)))
+
+
+def test_transfer_experiment_runs_four_arms_and_reads_finished_ones_back(tmp_path, capsys):
+    out = tmp_path / "transfer"
+    args = ["experiment", "transfer", "--checkpoint", "checkpoints/lpg-toy-v1", "--envs", "chain/short",
+            "--steps", "640", "--seeds", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["final_return"]["chain/short"]) == {"a2c", "frozen", "adapted", "frodo"}
+    assert (out / "chain_short.png").exists() and (out / "chain_short_eta_distance.png").exists()
+    _, saved, _ = objectives.load("checkpoints/lpg-toy-v1")
+    _, frozen, _ = objectives.load(out / "chain_short" / "frozen" / "objective")
+    for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(frozen)):
+        np.testing.assert_array_equal(a, b)
+    assert main(args) == 0  # every arm is finished: read back, same summary
+    assert json.loads((out / "summary.json").read_text())["final_return"] == summary["final_return"]
+    capsys.readouterr()
+    assert main(["experiment", "transfer", "--out", str(tmp_path / "x")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["experiment", "mrp-gamma", "--checkpoint", "c", "--out", str(tmp_path / "y")]) == 2
+    assert "applies to lpg experiment transfer only" in capsys.readouterr().err
