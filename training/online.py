@@ -623,6 +623,28 @@ def parse_estimator(name: str) -> tuple[int, bool]:
     return int(base), suffix == "mix"
 
 
+def _spread_per_checkpoint(probes: dict, states: list, p: SnakeVariancePreset, seed: int, bar) -> list[dict]:
+    """Per checkpoint, each estimator's std over ``p.num_estimates`` estimates, per meta-parameter.
+
+    One estimator at a time over every checkpoint, its compiled programs dropped
+    (``jax.clear_caches``) before the next: all six resident at once peaked at
+    8.5 GB on Snake, while the largest alone needs 6.9 GB. Empties ``probes``.
+    """
+    stds: list[dict[str, np.ndarray]] = [{} for _ in states]
+    for name in list(probes):
+        probe = probes.pop(name)
+        for c, state_c in enumerate(states):
+            key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), c)
+            grads = probe.estimate(state_c, key, p.num_estimates, batch_size=p.estimate_batch)
+            leaves = [np.asarray(g).reshape(p.num_estimates, -1) for g in jax.tree.leaves(grads)]
+            stds[c][name] = np.concatenate(leaves, axis=1).std(axis=0, ddof=1)  # per meta-parameter
+            del grads
+            bar.update(1, f"estimator {name} at checkpoint {c}")
+        del probe
+        jax.clear_caches()
+    return stds
+
+
 def run_snake_variance(
     p: SnakeVariancePreset, out: str, seed: int = 0, progress: bool = True, env: Environment | str = "snake"
 ) -> dict[str, Any]:
@@ -669,20 +691,7 @@ def run_snake_variance(
             rows.append({"checkpoint": c, "updates": done, "wall_s": time.perf_counter() - start})
             rows[-1]["episode_return"] = episode_return
             bar.update(1, f"agent at checkpoint {c}")
-        # One estimator at a time over every checkpoint, its compiled programs dropped before the next: all
-        # six resident at once peaked at 8.5 GB on Snake, while the largest alone needs 6.9 GB.
-        stds: list[dict[str, np.ndarray]] = [{} for _ in states]
-        for name in estimators:
-            probe = probes.pop(name)
-            for c, state_c in enumerate(states):
-                key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), c)
-                grads = probe.estimate(state_c, key, p.num_estimates, batch_size=p.estimate_batch)
-                leaves = [np.asarray(g).reshape(p.num_estimates, -1) for g in jax.tree.leaves(grads)]
-                stds[c][name] = np.concatenate(leaves, axis=1).std(axis=0, ddof=1)  # per meta-parameter
-                del grads
-                bar.update(1, f"estimator {name} at checkpoint {c}")
-            del probe
-            jax.clear_caches()
+        stds = _spread_per_checkpoint(probes, states, p, seed, bar)
     for c, row in enumerate(rows):
         ref = stds[c]["1"]
         for name in estimators:
