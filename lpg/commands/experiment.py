@@ -97,7 +97,6 @@ class ExperimentCommand:
         print(f"{self.name}: {json.dumps(shown, default=str)}; results in {self.out}/summary.json")
         return 0
 
-
     def _transfer(self) -> int:
         from lpg.commands.transfer import run_transfer
 
