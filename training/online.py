@@ -628,7 +628,7 @@ def _spread_per_checkpoint(probes: dict, states: list, p: SnakeVariancePreset, s
 
     One estimator at a time over every checkpoint, its compiled programs dropped
     (``jax.clear_caches``) before the next: all six resident at once peaked at
-    8.5 GB on Snake, while the largest alone needs 6.9 GB. Empties ``probes``.
+    8.5 GB on Snake, one at a time 6.35 GB. Empties ``probes``.
     """
     stds: list[dict[str, np.ndarray]] = [{} for _ in states]
     for name in list(probes):

@@ -51,7 +51,7 @@ class ExperimentCommand:
     estimates: int | None = None
     """snake-variance only: independent meta-gradient estimates per estimator and point (default: preset, 32; Bonnet et al. use 96)."""
     estimate_batch: int | None = None
-    """snake-variance only: estimates computed at once under vmap; memory grows with it, the result does not depend on it (default: preset, 4: one batch of 5-step estimates peaks at 5.8 GB, of 8 at 8.2 GB; the whole default run at 8.5 GB)."""
+    """snake-variance only: estimates computed at once under vmap; memory grows with it, the result does not depend on it (default: preset, 4: one batch of 5-step estimates peaks at 5.8 GB, of 8 at 8.2 GB; the whole default run at 6.35 GB)."""
     checkpoint: str | None = None
     """transfer only: the saved objective to transfer (e.g. checkpoints/lpg-toy-v1)."""
     envs: str | None = None
