@@ -141,6 +141,14 @@ def finished_run(
     return summary
 
 
+def read_metrics(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of ``folder/metrics.jsonl`` (none when the file does not exist)."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class RunDir:
     """One run's output folder. Create with ``RunDir.prepare(out, config)``."""
 
@@ -260,10 +268,7 @@ class RunDir:
             self._tb = None
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        path = self.path / "metrics.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.path)
 
 
 def make_writable_folder(folder: Path) -> None:

@@ -322,7 +322,7 @@ class MetaLearner:
         metrics["nonfinite_meta_skipped"] = meta_skipped
         metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         metrics["meta_grad_norm"] = optax.tree.norm(grads)
-        metrics["eta_distance"] = optax.tree.norm(jax.tree.map(jnp.subtract, eta, self.eta_start))
+        metrics["eta_distance"] = self.mt.eta_distance(eta, self.eta_start)
         params1, opt1 = jax.lax.stop_gradient((params1, opt1))
         next_params, next_opt, _ = trainer.agent_update(params1, opt1, eta, outer)
         return params1, opt1, eta, meta_opt_state, next_params, next_opt, metrics

@@ -386,6 +386,11 @@ class MetaGradientTrainer:
         pull = self.config.init_pull
         return jax.tree.map(lambda g, e, e0: g + pull * (e - e0), grads, eta, eta_start)
 
+    @staticmethod
+    def eta_distance(eta: Eta, eta_start: Eta) -> chex.Array:
+        """``||eta - eta_start||``, the global L2 distance the objective moved from its start (metric ``eta_distance``)."""
+        return optax.tree.norm(jax.tree.map(jnp.subtract, eta, eta_start))
+
     # -- stepping --------------------------------------------------------
     def meta_step(self, state: MetaState) -> tuple[MetaState, Metrics]:
         """One kept agent update and (for inner_steps > 0) one meta-update of eta."""
@@ -413,7 +418,7 @@ class MetaGradientTrainer:
             actor, rollout, metrics = aux["actor"], aux["rollout"], aux["metrics"]
             metrics = dict(metrics, nonfinite_meta_skipped=meta_skipped)
             metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
-        eta_distance = optax.tree.norm(jax.tree.map(jnp.subtract, eta, state.eta_start))
+        eta_distance = self.eta_distance(eta, state.eta_start)
         metrics = dict(metrics, **stats, meta_grad_norm=meta_grad_norm, eta_distance=eta_distance)
         metrics.update({f"eta/{k}": v for k, v in self.objective.describe_eta(eta).items()})
         new_state = state.replace(

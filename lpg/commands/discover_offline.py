@@ -34,7 +34,7 @@ from lpg.validation import NON_NEGATIVE, POSITIVE_COUNT, POSITIVE_NUMBER, Config
 from objectives.base import Eta, Objective
 from training.actor_critic import TrainConfig
 from training.guards import SKIP_KEY
-from training.offline import OfflineConfig, make_estimator, resolve_environments
+from training.offline import OfflineConfig, make_estimator, pure_jax_environments, resolve_environments
 
 __all__ = ["DiscoverOfflineCommand", "OfflineOptions", "build_offline", "discover_offline"]
 
@@ -272,13 +272,9 @@ def validation_environments(
     """
     if not options.eval_envs.strip():
         return dict(training)
-    chosen = {}
-    for name in envs_lib.resolve_env_spec(options.eval_envs):
-        env = training.get(name) or envs_lib.get(name)
-        if not env.spec.is_jax:
-            raise InvalidConfigError(f"--eval-envs takes pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}")
+    chosen = pure_jax_environments(envs_lib.resolve_env_spec(options.eval_envs), training, "--eval-envs takes")
+    for env in chosen.values():
         objective.check_env(env.spec)
-        chosen[name] = env
     return chosen
 
 

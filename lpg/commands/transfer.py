@@ -21,13 +21,12 @@ objective's meta-parameters moved from the saved ones (``eta_distance``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lpg import envs as envs_lib
 from lpg.errors import InvalidConfigError
-from lpg.run_io import RunDir, plot_lines
+from lpg.run_io import RunDir, plot_lines, read_metrics
 
 ARMS = ("a2c", "frozen", "adapted", "frodo")
 
@@ -47,8 +46,7 @@ def _arm_options(arm: str, env: str, checkpoint: str, out: Path, common: dict[st
 
 
 def _curve(folder: str, key: str) -> tuple[list[float], list[float]]:
-    rows = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    points = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
+    points = [(row["step"], row[key]) for row in read_metrics(folder) if isinstance(row.get(key), (int, float))]
     return [x for x, _ in points], [y for _, y in points]
 
 

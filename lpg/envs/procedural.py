@@ -38,8 +38,6 @@ uses the part of the table its size and object count reach.
 
 from __future__ import annotations
 
-import math
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -47,10 +45,7 @@ import jax.numpy as jnp
 from lpg.envs import register
 from lpg.envs.base import first_timestep
 from lpg.envs.gridworld import GridWorld, GridWorldState, Level
-
-
-def _log_uniform(key: chex.PRNGKey, low: float, high: float, shape=()) -> chex.Array:
-    return jnp.exp(jax.random.uniform(key, shape, minval=math.log(low), maxval=math.log(high)))
+from lpg.sampling import log_uniform
 
 
 def connected_from(seed: chex.Array, walkable: chex.Array, height: int, width: int) -> chex.Array:
@@ -120,11 +115,11 @@ class ProceduralGridWorld(GridWorld):
         rewards = rewards.at[0].set(jnp.abs(rewards[0]))
         level = Level(
             rewards=jnp.where(active, rewards, 0.0),
-            term_probs=jnp.where(active, _log_uniform(k_term, *self.term_range, (self.num_objects,)), 0.0),
-            respawn_probs=jnp.where(active, _log_uniform(k_resp, *self.respawn_range, (self.num_objects,)), 0.0),
+            term_probs=jnp.where(active, log_uniform(k_term, *self.term_range, (self.num_objects,)), 0.0),
+            respawn_probs=jnp.where(active, log_uniform(k_resp, *self.respawn_range, (self.num_objects,)), 0.0),
             active=active,
             walls=~walkable,
-            cap=jnp.floor(_log_uniform(k_cap, self.cap_range[0], self.cap_range[1] + 1)).astype(jnp.int32),
+            cap=jnp.floor(log_uniform(k_cap, self.cap_range[0], self.cap_range[1] + 1)).astype(jnp.int32),
         )
         return object_pos, level
 

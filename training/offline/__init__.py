@@ -15,6 +15,8 @@ command's driver (run folder, evaluation, checkpoints) is
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from lpg import envs as envs_lib
 from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError
@@ -40,6 +42,7 @@ __all__ = [
     "log_uniform_mean",
     "make_es_algorithm",
     "make_estimator",
+    "pure_jax_environments",
     "resolve_environments",
     "split_evenly",
 ]
@@ -54,13 +57,25 @@ def resolve_environments(config: OfflineConfig, environments: dict[str, Environm
       UnknownNameError: an unknown name.
       InvalidConfigError: an environment that is not a pure-JAX one (kind toy or gymnax).
     """
+    return pure_jax_environments(config.envs, environments, "offline discovery runs on")
+
+
+def pure_jax_environments(
+    names: Sequence[str], environments: Mapping[str, Environment] | None, what: str
+) -> dict[str, Environment]:
+    """``{name: environments[name] or the registered one}``, each checked to be pure JAX (toy or gymnax).
+
+    ``what`` starts the error line, e.g. "offline discovery runs on".
+
+    Raises:
+      UnknownNameError: an unknown name.
+      InvalidConfigError: an environment that is not a pure-JAX one.
+    """
     resolved = {}
-    for name in config.envs:
+    for name in names:
         env = (environments or {}).get(name) or envs_lib.get(name)
         if not env.spec.is_jax:
-            raise InvalidConfigError(
-                f"offline discovery runs on pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}"
-            )
+            raise InvalidConfigError(f"{what} pure-JAX environments (toy, gymnax); {name} is {env.spec.kind}")
         resolved[name] = env
     return resolved
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Any
 
 import chex
@@ -29,6 +28,7 @@ from lpg.errors import InvalidConfigError
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig, make_optimizer
 from lpg.rollout import ActorState, reset_actors, unroll
+from lpg.sampling import log_uniform
 from lpg.types import Rollout
 from objectives.base import Eta, Objective
 from training.guards import SKIP_KEY, guarded_apply
@@ -42,10 +42,6 @@ def split_evenly(total: int, parts: int) -> list[int]:
     """Sizes of ``parts`` consecutive groups covering ``total`` (differ by at most 1)."""
     base, rest = divmod(total, parts)
     return [base + (1 if i < rest else 0) for i in range(parts)]
-
-
-def log_uniform(key: chex.PRNGKey, low: float, high: float, shape=()) -> chex.Array:
-    return jnp.exp(jax.random.uniform(key, shape, minval=math.log(low), maxval=math.log(high)))
 
 
 def tree_where(cond: chex.Array, a: Any, b: Any) -> Any:
