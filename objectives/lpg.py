@@ -108,6 +108,10 @@ class LPGConfig(ObjectiveConfig):
 class LPGNetwork(nn.Module):
     """phi (shared MLP) + backward LSTM + output heads; see the module docstring.
 
+    ``remat`` (default on) recomputes the LSTM's steps in the backward pass
+    instead of storing them: the same values, less memory traffic (README,
+    "Running fast on CPU").
+
     ``__call__(r_t, d_t, pi_a, y_t, y_tp1)`` takes time-major arrays
     ``[T, B]`` (``[T, B, m]`` for the y's) and returns ``(pi_hat [T, B],
     y_hat_logits [T, B, m])``.
@@ -117,6 +121,7 @@ class LPGNetwork(nn.Module):
     y_size: int
     phi_hidden: int
     gamma: float
+    remat: bool = True
 
     @nn.compact
     def __call__(self, r_t, d_t, pi_a, y_t, y_tp1):
@@ -130,7 +135,7 @@ class LPGNetwork(nn.Module):
         # (c, h) instead of keeping a dozen stacked [T, B, H] residual buffers per pass, whose zero-filled
         # copies took about a third of the offline meta-step on CPU. Same parameters, same outputs.
         rnn = nn.RNN(
-            nn.remat(nn.OptimizedLSTMCell)(self.hidden_size, name="lstm"),
+            (nn.remat(nn.OptimizedLSTMCell) if self.remat else nn.OptimizedLSTMCell)(self.hidden_size, name="lstm"),
             time_major=True,
             reverse=True,
             keep_order=True,

@@ -145,3 +145,31 @@ def test_meta_regulariser_terms(lpg_objective):
     expected = -c.beta1 * metrics["y_entropy"] + c.beta2 * metrics["pi_hat_l2"] + c.beta3 * metrics["y_hat_l2"]
     np.testing.assert_allclose(float(reg), float(expected), rtol=1e-6)
     assert float(metrics["y_entropy"]) > 0
+
+
+def test_rematerialised_lstm_gives_the_plain_lstms_targets_and_meta_gradient(lpg_objective):
+    """remat (the default) changes what the backward pass stores, not what it computes: same parameter tree,
+    same (pi_hat, y_hat) and the same gradient in eta, in float64, under vmap over lifetimes."""
+    from objectives.lpg import LPGNetwork, lpg_inputs
+
+    with jax.enable_x64(True):
+        c = lpg_objective.config
+        eta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), lpg_objective.init(jax.random.PRNGKey(0)))
+        keys = jax.random.split(jax.random.PRNGKey(1), 3)  # three lifetimes
+        inputs = jax.vmap(lambda k: lpg_inputs(_rollout(k, jnp.float64), _agent_out(k, jnp.float64)))(keys)
+        plain = LPGNetwork(c.hidden_size, c.y_size, c.phi_hidden, c.gamma, remat=False)
+        assert lpg_objective.network.remat
+        assert jax.tree.structure(plain.init(jax.random.PRNGKey(0), *jax.tree.map(lambda x: x[0], inputs))) == (
+            jax.tree.structure(eta)
+        )
+
+        def loss(network, e):
+            pi_hat, y_hat_logits = jax.vmap(lambda *x: network.apply(e, *x))(*inputs)
+            return jnp.sum(pi_hat * jnp.arange(T)[:, None]) + jnp.sum(jnp.sin(y_hat_logits))
+
+        for fn in (jax.grad, lambda f: jax.jit(jax.grad(f))):
+            g_remat = fn(lambda e: loss(lpg_objective.network, e))(eta)
+            g_plain = fn(lambda e: loss(plain, e))(eta)
+            for a, b in zip(jax.tree.leaves(g_remat), jax.tree.leaves(g_plain)):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(loss(lpg_objective.network, eta), loss(plain, eta))
