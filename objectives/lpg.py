@@ -131,9 +131,9 @@ class LPGNetwork(nn.Module):
         phi_t = phi(y_t)[..., 0]
         phi_tp1 = phi(y_tp1)[..., 0] * d_t  # zeroed where the episode terminated at s_t+1
         x = jnp.stack([r_t, d_t, jnp.full_like(r_t, self.gamma), pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
-        # Rematerialised (jax.checkpoint per step): the backward pass recomputes a step's gates from its
-        # (c, h) instead of keeping a dozen stacked [T, B, H] residual buffers per pass, whose zero-filled
-        # copies were about 30% of the offline meta-step's kernel time on CPU. Same parameters, same outputs.
+        # remat (jax.checkpoint per step): the backward pass recomputes a step's gates from its (c, h)
+        # instead of keeping a dozen stacked [T, B, H] residual buffers per pass, whose zero-filled copies
+        # were about 30% of the offline meta-step's kernel time on CPU. Same parameters, same outputs.
         rnn = nn.RNN(
             (nn.remat(nn.OptimizedLSTMCell) if self.remat else nn.OptimizedLSTMCell)(self.hidden_size, name="lstm"),
             time_major=True,
