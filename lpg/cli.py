@@ -18,6 +18,7 @@ from typing import Annotated, Union
 
 import tyro
 
+from lpg import allocator
 from lpg.distributed import initialize_from_env
 from lpg.errors import RunFailedError, RunInterrupted, UserInputError
 from lpg.networks import NetworkConfig
@@ -120,7 +121,10 @@ def entry() -> None:
     process leaves with ``os._exit``: the interpreter's shutdown would tear
     down Python while XLA's compiler threads still run, which crashed with a
     segmentation fault (status 139) instead of 130.
+
+    It first sets glibc's malloc to reuse big buffers (``lpg.allocator``).
     """
+    allocator.keep_large_buffers()
     status = main()
     if _INTERRUPTED_ABRUPTLY:
         sys.stdout.flush()

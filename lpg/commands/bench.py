@@ -6,7 +6,7 @@ import dataclasses
 import sys
 
 from lpg.errors import InvalidConfigError
-from lpg.validation import AT_LEAST_ONE, POSITIVE_COUNT, Config
+from lpg.validation import AT_LEAST_ONE, POSITIVE_COUNT, Config, Range
 from training.offline import OfflineConfig
 
 __all__ = ["BenchAtariCommand", "BenchEnvsCommand", "BenchOfflineCommand", "BenchOnlineCommand", "BenchScaleCommand"]
@@ -156,7 +156,9 @@ class BenchOfflineCommand(Config):
     lifetime_updates: int = 50
     """Agent updates per ES member lifetime."""
     repeats: int = 3
-    """Timed meta-steps (after one compile-and-warm-up step)."""
+    """Timed meta-steps (after one compile-and-warm-up call)."""
+    steps_per_call: int = 0
+    """Meta-steps per compiled call, as in lpg discover offline (0 = auto: 16 here)."""
 
     RANGES = {
         "num_lifetimes": POSITIVE_COUNT,
@@ -165,6 +167,7 @@ class BenchOfflineCommand(Config):
         "inner_updates": POSITIVE_COUNT,
         "lifetime_updates": POSITIVE_COUNT,
         "repeats": POSITIVE_COUNT,
+        "steps_per_call": Range(0, integer=True, text=">= 0"),
     }
     FLAGS = True
 
@@ -192,7 +195,7 @@ class BenchOfflineCommand(Config):
                 inner_updates=self.inner_updates,
                 lifetime_updates=self.lifetime_updates,
             )
-            r = bench_offline(config, objective, self.repeats)
+            r = bench_offline(config, objective, self.repeats, self.steps_per_call)
             print(
                 f"| {method} | {r['agent_steps_per_meta_step']:,} | {r['meta_step_s']:.3f} | {r['agent_steps_per_s']:,.0f} "
                 f"| {r['a2c_equivalent_s']:.3f} | {r['meta_step_over_a2c']:.1f}x |"

@@ -12,6 +12,7 @@ from lpg.networks import make_agent
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.offline import OfflineConfig, make_estimator
+from training.offline.chunks import AUTO_MAX_STEPS, multi_step
 
 __all__ = ["bench_offline"]
 
@@ -27,7 +28,27 @@ def _seconds(fn, state, repeats: int) -> tuple[Any, float]:
     return state, (time.perf_counter() - start) / repeats
 
 
-def bench_offline(config: OfflineConfig, objective: Objective, repeats: int = 3) -> dict[str, Any]:
+def _meta_step_seconds(estimator, state, repeats: int, steps_per_call: int) -> float:
+    """Mean seconds per meta-step over ``repeats`` meta-steps run as ``lpg discover offline`` runs them:
+    in compiled chunks (``training.offline.chunks``) of ``steps_per_call`` (0: ``AUTO_MAX_STEPS``), after one
+    meta-step that compiles the program (the same one for every chunk length) and warms up."""
+    size = steps_per_call or AUTO_MAX_STEPS
+    steps = multi_step(estimator.step, size)
+    state = steps(state, 1)[0]
+    jax.block_until_ready(state)
+    start, done = time.perf_counter(), 0
+    while done < repeats:
+        n = min(size, repeats - done)
+        state = steps(state, n)[0]
+        jax.device_get(state.step)  # the driver reads each chunk's metrics before the next
+        done += n
+    jax.block_until_ready(state)
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_offline(
+    config: OfflineConfig, objective: Objective, repeats: int = 3, steps_per_call: int = 0
+) -> dict[str, Any]:
     """Agent steps/s of one meta-step of ``config.method`` and its cost relative to plain A2C.
 
     The A2C reference trains the same number of agents (grad: the lifetimes for
@@ -38,7 +59,7 @@ def bench_offline(config: OfflineConfig, objective: Objective, repeats: int = 3)
     import objectives
 
     estimator = make_estimator(objective, config, references=dict.fromkeys(config.envs, (0.0, 1.0)))
-    _, meta_s = _seconds(estimator.jit_step, estimator.jit_init(jax.random.PRNGKey(config.seed)), repeats)
+    meta_s = _meta_step_seconds(estimator, estimator.jit_init(jax.random.PRNGKey(config.seed)), repeats, steps_per_call)
     steps = estimator.agent_steps_per_meta_step
 
     a2c = objectives.make("a2c")
