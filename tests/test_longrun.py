@@ -116,8 +116,8 @@ def _inject_nan_meta_gradient(monkeypatch, from_step: int, to_step: int) -> None
 
     original = GradEstimator.meta_gradient
 
-    def poisoned(self, state):
-        grads, per_lifetime, lifetimes, metrics = original(self, state)
+    def poisoned(self, state, per_lifetime=True):
+        grads, per_lifetime, lifetimes, metrics = original(self, state, per_lifetime)
         bad = (state.step >= from_step) & (state.step <= to_step)
         grads = jax.tree.map(lambda g: jnp.where(bad, jnp.nan, g), grads)
         return grads, per_lifetime, lifetimes, metrics

@@ -205,20 +205,23 @@ class GradEstimator:
         grad_sum, (lives_new, rollouts, metrics) = jax.grad(total, has_aux=True)(eta)
         return grad_sum, lives_new, rollouts, metrics
 
-    def meta_gradient(self, state: OfflineState):
+    def meta_gradient(self, state: OfflineState, per_lifetime: bool = True):
         """The meta-gradient estimate: the mean of per-lifetime meta-gradients over the lifetime axis only.
 
-        Returns ``(meta_grad, per_lifetime_grads [L, ...], advanced lifetimes
-        (critics trained, not yet restarted), metrics)``.
+        Returns ``(meta_grad, per_lifetime_grads [L, ...] (None unless
+        ``per_lifetime``), advanced lifetimes (critics trained, not yet
+        restarted), metrics)``.
 
         ``meta_grad`` is computed as one gradient of the summed losses
         (``group_meta_grad_sum``), not as the mean of ``per_lifetime_grads``
         (equal up to float rounding); the per-lifetime gradients are a separate
-        computation that jit removes when they are unused (as in ``step``).
+        computation, left out of ``step`` (XLA would remove it, but tracing it
+        costs compile time).
         """
         all_grads, grad_sums, new_lifetimes, metrics = [], [], [], {}
         for group, lives in zip(self.groups, state.lifetimes):
-            all_grads.append(self.group_meta_grads(group, state.eta, lives)[0])
+            if per_lifetime:
+                all_grads.append(self.group_meta_grads(group, state.eta, lives)[0])
             grad_sum, lives, rollouts, m = self.group_meta_grad_sum(group, state.eta, lives)
             lives = jax.vmap(functools.partial(self.train_critic, group))(lives, rollouts)
             grad_sums.append(grad_sum)
@@ -228,11 +231,11 @@ class GradEstimator:
             metrics[f"return/{group.name}"] = jnp.sum(stats["episode_return_sum"]) / jnp.maximum(count, 1.0)
             for k, v in m.items():
                 metrics.setdefault(k, []).append(v)
-        per_lifetime = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *all_grads)
+        per_lifetime_grads = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *all_grads) if all_grads else None
         num_lifetimes = sum(lives.update_count.shape[0] for lives in state.lifetimes)
         meta_grad = jax.tree.map(lambda *xs: sum(xs) / num_lifetimes, *grad_sums)
         metrics = {k: jnp.mean(jnp.concatenate(v)) if isinstance(v, list) else v for k, v in metrics.items()}
-        return meta_grad, per_lifetime, tuple(new_lifetimes), metrics
+        return meta_grad, per_lifetime_grads, tuple(new_lifetimes), metrics
 
     # -- apply ---------------------------------------------------------------------
     def apply(self, state: OfflineState, meta_grad: Eta) -> tuple[Any, Any, chex.Array]:
@@ -259,7 +262,7 @@ class GradEstimator:
     def step(self, state: OfflineState) -> tuple[OfflineState, Metrics]:
         """One meta-step: estimate the meta-gradient, restart finished lifetimes, apply meta-Adam."""
         key, k_restart = jax.random.split(state.key)
-        meta_grad, _, lifetimes, metrics = self.meta_gradient(state)
+        meta_grad, _, lifetimes, metrics = self.meta_gradient(state, per_lifetime=False)
         lifetimes = self.restart_finished(lifetimes, k_restart)
         eta, meta_opt_state, meta_skipped = self.apply(state, meta_grad)
         metrics["nonfinite_meta_skipped"] = meta_skipped
