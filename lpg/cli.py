@@ -18,7 +18,7 @@ from typing import Annotated, Union
 
 import tyro
 
-from lpg import allocator
+from lpg import allocator, xla_flags
 from lpg.distributed import initialize_from_env
 from lpg.errors import RunFailedError, RunInterrupted, UserInputError
 from lpg.networks import NetworkConfig
@@ -122,9 +122,11 @@ def entry() -> None:
     down Python while XLA's compiler threads still run, which crashed with a
     segmentation fault (status 139) instead of 130.
 
-    It first sets glibc's malloc to reuse big buffers (``lpg.allocator``).
+    It first sets glibc's malloc to reuse big buffers (``lpg.allocator``) and
+    adds the XLA flag every command runs with (``lpg.xla_flags``).
     """
     allocator.keep_large_buffers()
+    xla_flags.for_every_command()
     status = main()
     if _INTERRUPTED_ABRUPTLY:
         sys.stdout.flush()

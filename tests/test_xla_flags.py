@@ -1,5 +1,5 @@
-"""Atari training's XLA flag (lpg/xla_flags.py): when it is added, that importing training.atari adds it, and
-that XLA accepts it."""
+"""lpg's XLA flags (lpg/xla_flags.py): when they are added, that importing training.atari adds Atari's, that the
+command line adds the one for every command, and that XLA accepts them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from lpg.xla_flags import OPT_OUT, YNN_OFF, add_ynn_off
+from lpg.xla_flags import OPT_OUT, REGION_ANALYSIS, YNN_OFF, add_region_analysis, add_ynn_off
 
 
 def test_the_ynn_flag_is_appended_to_the_users_flags_once():
@@ -53,3 +53,29 @@ def test_the_toy_mdps_and_a_started_backend_are_left_alone():
         "print(os.environ.get('XLA_FLAGS', 'none')); import training.atari as a; print(a.XLA_YNN_OFF)"
     )
     assert _run(code) == ["none", "False"]
+
+
+def test_the_region_analysis_flag_follows_the_same_rules():
+    environ: dict[str, str] = {"XLA_FLAGS": YNN_OFF}
+    assert add_region_analysis(environ, jaxlib=(0, 10)) and environ["XLA_FLAGS"] == f"{YNN_OFF} {REGION_ANALYSIS}"
+    assert not add_region_analysis(environ, jaxlib=(0, 10))  # not twice
+    own = {"XLA_FLAGS": "--xla_cpu_copy_insertion_use_region_analysis=false"}
+    assert not add_region_analysis(own, jaxlib=(0, 10)) and own["XLA_FLAGS"].endswith("=false")
+    assert not add_region_analysis({OPT_OUT: "0"}, jaxlib=(0, 10))
+    assert not add_region_analysis({}, jaxlib=(0, 11))
+
+
+def test_the_command_line_adds_the_flag_before_the_backend_starts_and_xla_accepts_it():
+    code = (
+        "import os, lpg.cli; from lpg import xla_flags; print(xla_flags.for_every_command(), os.environ['XLA_FLAGS']); "
+        "import jax; print(float(jax.numpy.ones(3).sum()), xla_flags.for_every_command())"
+    )
+    assert _run(code) == ["True", REGION_ANALYSIS, "3.0", "False"]
+
+
+def test_atari_takes_back_the_region_analysis_flag_the_command_line_added():
+    code = (
+        "import os, lpg.cli; from lpg import xla_flags; xla_flags.for_every_command(); "
+        "import training.atari as a; print(a.XLA_YNN_OFF, os.environ['XLA_FLAGS'])"
+    )
+    assert _run(code) == ["True", YNN_OFF]
