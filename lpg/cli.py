@@ -82,6 +82,7 @@ def _subcommands() -> dict[str, type]:
     from lpg.commands.discover_online import DiscoverOnlineCommand
     from lpg.commands.evaluate import EvaluateCommand
     from lpg.commands.experiment import ExperimentCommand
+    from lpg.commands.inspect import InspectCommand
     from lpg.commands.quickstart import QuickstartCommand
     from lpg.commands.train import TrainCommand
 
@@ -96,6 +97,7 @@ def _subcommands() -> dict[str, type]:
             {"online": DiscoverOnlineCommand, "offline": DiscoverOfflineCommand},
         ),
         "evaluate": EvaluateCommand,
+        "inspect": InspectCommand,
         "experiment": ExperimentCommand,
         "bench": _group(
             "Bench",
