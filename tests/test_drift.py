@@ -1,5 +1,5 @@
 """The zero-reward entropy-drift probe (evaluation/drift.py) and ``lpg inspect``: hand-worked values for a2c, a
-plain reference for LPG's update, every registered objective, and the command's output and bad input."""
+plain reference for LPG's update, every objective of the package, and the command's output and bad input."""
 
 from __future__ import annotations
 
