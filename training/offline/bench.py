@@ -12,7 +12,7 @@ from lpg.networks import make_agent
 from objectives.base import Objective
 from training.actor_critic import ActorCriticTrainer, TrainConfig
 from training.offline import OfflineConfig, make_estimator
-from training.offline.chunks import AUTO_MAX_STEPS, multi_step
+from training.offline.chunks import AUTO_MAX_STEPS, ChunkSizes, multi_step
 
 __all__ = ["bench_offline"]
 
@@ -32,13 +32,13 @@ def _meta_step_seconds(estimator, state, repeats: int, steps_per_call: int) -> f
     """Mean seconds per meta-step over ``repeats`` meta-steps run as ``lpg discover offline`` runs them:
     in compiled chunks (``training.offline.chunks``) of ``steps_per_call`` (0: ``AUTO_MAX_STEPS``), after one
     meta-step that compiles the program (the same one for every chunk length) and warms up."""
-    size = steps_per_call or AUTO_MAX_STEPS
-    steps = multi_step(estimator.step, size)
+    chunks = ChunkSizes(steps_per_call or AUTO_MAX_STEPS)
+    steps = multi_step(estimator.step, chunks.max_steps)
     state = steps(state, 1)[0]
     jax.block_until_ready(state)
     start, done = time.perf_counter(), 0
     while done < repeats:
-        n = min(size, repeats - done)
+        n = chunks.next(done, repeats)
         state = steps(state, n)[0]
         jax.device_get(state.step)  # the driver reads each chunk's metrics before the next
         done += n
