@@ -28,10 +28,11 @@ def _seconds(fn, state, repeats: int) -> tuple[Any, float]:
     return state, (time.perf_counter() - start) / repeats
 
 
-def _meta_step_seconds(estimator, state, repeats: int, steps_per_call: int) -> float:
-    """Mean seconds per meta-step over ``repeats`` meta-steps run as ``lpg discover offline`` runs them:
-    in compiled chunks (``training.offline.chunks``) of ``steps_per_call`` (0: ``AUTO_MAX_STEPS``), after one
-    meta-step that compiles the program (the same one for every chunk length) and warms up."""
+def _meta_step_seconds(estimator, state, repeats: int, steps_per_call: int) -> tuple[Any, float]:
+    """The state after, and the mean seconds per meta-step over, ``repeats`` meta-steps run as
+    ``lpg discover offline`` runs them: in compiled chunks (``training.offline.chunks``) of ``steps_per_call``
+    (0: ``AUTO_MAX_STEPS``), after one meta-step that compiles the program (the same one for every chunk
+    length) and warms up."""
     chunks = ChunkSizes(steps_per_call or AUTO_MAX_STEPS)
     steps = multi_step(estimator.step, chunks.max_steps)
     state = steps(state, 1)[0]
@@ -43,7 +44,7 @@ def _meta_step_seconds(estimator, state, repeats: int, steps_per_call: int) -> f
         jax.device_get(state.step)  # the driver reads each chunk's metrics before the next
         done += n
     jax.block_until_ready(state)
-    return (time.perf_counter() - start) / repeats
+    return state, (time.perf_counter() - start) / repeats
 
 
 def bench_offline(
@@ -59,7 +60,9 @@ def bench_offline(
     import objectives
 
     estimator = make_estimator(objective, config, references=dict.fromkeys(config.envs, (0.0, 1.0)))
-    meta_s = _meta_step_seconds(estimator, estimator.jit_init(jax.random.PRNGKey(config.seed)), repeats, steps_per_call)
+    _, meta_s = _meta_step_seconds(
+        estimator, estimator.jit_init(jax.random.PRNGKey(config.seed)), repeats, steps_per_call
+    )
     steps = estimator.agent_steps_per_meta_step
 
     a2c = objectives.make("a2c")
