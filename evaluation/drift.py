@@ -32,6 +32,7 @@ The expectations are Monte-Carlo estimates over the ``T x B`` sampled actions
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import chex
@@ -102,6 +103,14 @@ def _probe_one(objective, eta, hyper, fresh, z, key, reward) -> chex.Array:
     return jnp.stack([entropy(z), pi[0], grad_h @ g, g[0] - jnp.mean(g[1:])])
 
 
+@functools.lru_cache(maxsize=16)
+def _probe(objective: Objective, reward: float):
+    """The jitted probe of every peak for ``objective``; ``eta`` is an argument, so a new ``eta`` of the same
+    shapes (each evaluation of a discovery run) reuses the compiled program."""
+    one = lambda e, h, f, z, k: _probe_one(objective, e, h, f, z, k, reward)
+    return jax.jit(jax.vmap(one, (None, None, None, 0, None)))
+
+
 def entropy_drift(
     objective: Objective,
     eta: Eta,
@@ -120,8 +129,7 @@ def entropy_drift(
     key = jax.random.PRNGKey(0) if key is None else key
     zs = jnp.zeros((len(peaks), num_actions), jnp.float32).at[:, 0].set(jnp.asarray(peaks, jnp.float32))
     fresh = _fresh_agent(objective, num_actions, (unroll_length + 1, num_envs))  # an argument: not constant-folded
-    probe = jax.jit(jax.vmap(lambda f, z, k: _probe_one(objective, eta, hyper, f, z, k, reward), (None, 0, None)))
-    out = jax.device_get(probe(fresh, zs, key))
+    out = jax.device_get(_probe(objective, float(reward))(eta, hyper, fresh, zs, key))
     return [DriftRow(float(p), *(float(v) for v in row)) for p, row in zip(peaks, out, strict=True)]
 
 

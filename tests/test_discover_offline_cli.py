@@ -37,7 +37,9 @@ TOY = [
 
 
 @pytest.mark.parametrize("method", ["grad", "es"])
-def test_discover_offline_writes_objective_and_evaluates_from_the_random_start(tmp_path, method):
+def test_discover_offline_writes_objective_and_evaluates_from_the_random_start(tmp_path, capsys, method):
+    from evaluation.drift import entropy_drift
+
     out = tmp_path / method
     assert main(["discover", "offline", "--method", method, "--out", str(out), *TOY]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -48,6 +50,13 @@ def test_discover_offline_writes_objective_and_evaluates_from_the_random_start(t
     assert objective.name == "lpg" and metadata["method"] == method
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(eta))
     assert (out / "metrics.jsonl").exists() and list(out.glob("events.out.tfevents.*"))
+    # Every evaluation logs the zero-reward entropy drift; the last is `lpg inspect OUT/objective --peaks 2` at T = 10.
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["eval/zero_reward_drift"] for r in rows if "eval/zero_reward_drift" in r]
+    assert logged == [e["zero_reward_drift"] for e in summary["evaluations"]] and len(logged) == 3
+    (probe,) = entropy_drift(objective, eta, num_actions=6, unroll_length=10, peaks=(2.0,))
+    assert summary["zero_reward_drift"] == logged[-1] == pytest.approx(probe.entropy_drift, rel=1e-5, abs=1e-9)
+    assert f"zero-reward entropy drift {probe.entropy_drift:+.5f}" in capsys.readouterr().out
 
 
 def test_resumed_discovery_equals_an_uninterrupted_one(tmp_path):

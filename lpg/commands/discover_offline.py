@@ -10,6 +10,12 @@ checkpoint, periodically and at the end), ``objective_best/`` (the objective
 with the best mean A2C-normalised score among the periodic and final
 evaluations: meta-training oscillates, so the last objective is not always
 the best), ``training_state/`` (for ``--resume``) and summary.json.
+
+Every evaluation also logs ``eval/zero_reward_drift``: the objective's entropy
+drift where rewards are absent (``evaluation.drift``, the number ``lpg inspect
+RUN/objective --unroll-length T --peaks 2`` prints for the run's T), so a run
+shows whether what it discovers drives policies deterministic on zero-reward
+steps (the Atari collapse of README's "Where rewards are absent").
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import jax
 import numpy as np
 
 import objectives
+from evaluation.drift import entropy_drift
 from evaluation.evaluate import NOT_BEATEN_NOTE, any_not_beaten, evaluate_objective, fmt_score
 from lpg import distributed
 from lpg import envs as envs_lib
@@ -42,6 +49,9 @@ __all__ = ["DiscoverOfflineCommand", "OfflineOptions", "build_offline", "discove
 
 _DEFAULT = OfflineConfig()
 _EVAL_BASELINES: dict = {}  # A2C / random baselines reused across the evaluations of a process
+# The zero-reward drift probe of every evaluation: ``lpg inspect``'s defaults (6 actions, 4,096 rollouts, seed 0)
+# at one peak, logit 2 (pi(a_0) = 0.6), where lpg-toy-v1's drift is clearly negative at short rollouts.
+DRIFT_ACTIONS, DRIFT_PEAK = 6, 2.0
 
 
 # Validation environments of the recipes: in neither the training set (``broad``) nor the test games (MinAtar).
@@ -320,6 +330,7 @@ class _Evaluations:
             result["mean_a2c_normalised"] = float("nan")
         self.keep_best(eta, step, result)
         row = {"meta_step": step, "wall_s": self.run.wall(), "mean_a2c_normalised": result["mean_a2c_normalised"]}
+        row["zero_reward_drift"] = zero_reward_drift(self.objective, eta, c.unroll_length)
         row.update({f"eval/{k}": v.get("a2c_normalised") for k, v in result["results"].items()})
         self.rows.append(row)
         self.run.log(step, {k if k.startswith("eval/") else f"eval/{k}": v for k, v in row.items() if k != "meta_step"})
@@ -337,6 +348,12 @@ class _Evaluations:
             f"best mean A2C-normalised score on {where} among the periodic and final evaluations of this run"
         )
         _checkpoints().save_objective(self.run.path / "objective_best", self.objective, eta, meta)
+
+
+def zero_reward_drift(objective: Objective, eta: Eta, unroll_length: int) -> float:
+    """The objective's entropy drift at ``DRIFT_PEAK`` on zero-reward rollouts of ``unroll_length`` steps."""
+    (row,) = entropy_drift(objective, eta, num_actions=DRIFT_ACTIONS, unroll_length=unroll_length, peaks=(DRIFT_PEAK,))
+    return row.entropy_drift
 
 
 def _checkpoints():
@@ -511,6 +528,7 @@ def _summary(run: Run, config, estimator, state, final_eval, evaluate: _Evaluati
         "best_objective_checkpoint": str(run.path / "objective_best") if evaluate.best else None,
         "best_meta_step": evaluate.best.get("meta_step"),
         "best_mean_a2c_normalised": evaluate.best.get("mean_a2c_normalised"),
+        "zero_reward_drift": evaluate.rows[-1].get("zero_reward_drift"),
         "nonfinite_skips": run.total_skips,
     }
 
@@ -540,6 +558,11 @@ class DiscoverOfflineCommand(OfflineOptions):
         if any_not_beaten(summary["evaluation"]):
             print(f"  {NOT_BEATEN_NOTE}")
         print(f"mean A2C-normalised score {_fmt(summary['mean_a2c_normalised'], '.3f')}")
+        if summary.get("zero_reward_drift") is not None:
+            print(
+                f"zero-reward entropy drift {summary['zero_reward_drift']:+.5f} (negative: the objective makes policies "
+                f"deterministic where rewards are absent; `lpg inspect {self.out}/objective` for every peak)"
+            )
         if summary.get("objective_checkpoint"):
             print(f"objective checkpoint: {summary['objective_checkpoint']}")
         print(f"results in {self.out}/summary.json")
