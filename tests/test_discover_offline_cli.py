@@ -56,7 +56,10 @@ def test_discover_offline_writes_objective_and_evaluates_from_the_random_start(t
     assert logged == [e["zero_reward_drift"] for e in summary["evaluations"]] and len(logged) == 3
     (probe,) = entropy_drift(objective, eta, num_actions=6, unroll_length=10, peaks=(2.0,))
     assert summary["zero_reward_drift"] == logged[-1] == pytest.approx(probe.entropy_drift, rel=1e-5, abs=1e-9)
-    assert f"zero-reward entropy drift {probe.entropy_drift:+.5f}" in capsys.readouterr().out
+    where = "determinism" if probe.entropy_drift < 0 else "uniform"
+    assert f"zero-reward entropy drift {probe.entropy_drift:+.5f}: the objective pushes policies towards {where}" in (
+        capsys.readouterr().out
+    )
 
 
 def test_resumed_discovery_equals_an_uninterrupted_one(tmp_path):

@@ -558,10 +558,12 @@ class DiscoverOfflineCommand(OfflineOptions):
         if any_not_beaten(summary["evaluation"]):
             print(f"  {NOT_BEATEN_NOTE}")
         print(f"mean A2C-normalised score {_fmt(summary['mean_a2c_normalised'], '.3f')}")
-        if summary.get("zero_reward_drift") is not None:
+        drift = summary.get("zero_reward_drift")
+        if drift is not None:
+            where = "towards determinism" if drift < 0 else "towards uniform"
             print(
-                f"zero-reward entropy drift {summary['zero_reward_drift']:+.5f} (negative: the objective makes policies "
-                f"deterministic where rewards are absent; `lpg inspect {self.out}/objective` for every peak)"
+                f"zero-reward entropy drift {drift:+.5f}: the objective pushes policies {where} where rewards are "
+                f"absent (`lpg inspect {self.out}/objective` for every peak)"
             )
         if summary.get("objective_checkpoint"):
             print(f"objective checkpoint: {summary['objective_checkpoint']}")
