@@ -43,9 +43,11 @@ from lpg.types import AgentOutput, Rollout
 from objectives.base import Eta, Hyper, Objective
 from objectives.losses import entropy
 
-__all__ = ["DEFAULT_PEAKS", "DriftRow", "entropy_drift", "format_drift_table"]
+__all__ = ["DEFAULT_ACTIONS", "DEFAULT_PEAKS", "DEFAULT_ROLLOUTS", "DriftRow", "entropy_drift", "format_drift_table"]
 
 DEFAULT_PEAKS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)  # logit of action 0 over the others': uniform to nearly deterministic
+DEFAULT_ACTIONS = 6  # Pong's minimal action set
+DEFAULT_ROLLOUTS = 4096  # rollouts per peak (the Monte-Carlo sample)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +120,7 @@ def entropy_drift(
     num_actions: int,
     unroll_length: int,
     peaks: Sequence[float] = DEFAULT_PEAKS,
-    num_envs: int = 4096,
+    num_envs: int = DEFAULT_ROLLOUTS,
     reward: float = 0.0,
     key: chex.PRNGKey | None = None,
     hyper: Hyper | None = None,

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 import objectives
-from evaluation.drift import entropy_drift
+from evaluation.drift import DEFAULT_ACTIONS, entropy_drift
 from evaluation.evaluate import NOT_BEATEN_NOTE, any_not_beaten, evaluate_objective, fmt_score
 from lpg import distributed
 from lpg import envs as envs_lib
@@ -49,9 +49,10 @@ __all__ = ["DiscoverOfflineCommand", "OfflineOptions", "build_offline", "discove
 
 _DEFAULT = OfflineConfig()
 _EVAL_BASELINES: dict = {}  # A2C / random baselines reused across the evaluations of a process
-# The zero-reward drift probe of every evaluation: ``lpg inspect``'s defaults (6 actions, 4,096 rollouts, seed 0)
-# at one peak, logit 2 (pi(a_0) = 0.6), where lpg-toy-v1's drift is clearly negative at short rollouts.
-DRIFT_ACTIONS, DRIFT_PEAK = 6, 2.0
+# The zero-reward drift probe of every evaluation: ``lpg inspect``'s defaults (``evaluation.drift``: 6 actions,
+# 4,096 rollouts, seed 0) at one peak, logit 2 (pi(a_0) = 0.6), where lpg-toy-v1's drift is clearly negative at
+# short rollouts.
+DRIFT_PEAK = 2.0
 
 
 # Validation environments of the recipes: in neither the training set (``broad``) nor the test games (MinAtar).
@@ -352,7 +353,7 @@ class _Evaluations:
 
 def zero_reward_drift(objective: Objective, eta: Eta, unroll_length: int) -> float:
     """The objective's entropy drift at ``DRIFT_PEAK`` on zero-reward rollouts of ``unroll_length`` steps."""
-    (row,) = entropy_drift(objective, eta, num_actions=DRIFT_ACTIONS, unroll_length=unroll_length, peaks=(DRIFT_PEAK,))
+    (row,) = entropy_drift(objective, eta, num_actions=DEFAULT_ACTIONS, unroll_length=unroll_length, peaks=(DRIFT_PEAK,))
     return row.entropy_drift
 
 

@@ -11,7 +11,7 @@ import jax
 import tyro
 
 import objectives
-from evaluation.drift import DEFAULT_PEAKS, entropy_drift, format_drift_table
+from evaluation.drift import DEFAULT_ACTIONS, DEFAULT_PEAKS, DEFAULT_ROLLOUTS, entropy_drift, format_drift_table
 from lpg.errors import InvalidConfigError, unknown_name_error
 from lpg.validation import POSITIVE_COUNT, Config, Range
 
@@ -24,13 +24,13 @@ class InspectOptions(Config):
 
     objective: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="OBJECTIVE")]
     """An objective checkpoint folder (checkpoints/lpg-toy-v1, RUN/objective) or a registered objective's name (a2c; learned ones at their initialisation; a name wins over a folder of that name, ./NAME is the folder)."""
-    num_actions: int = 6
+    num_actions: int = DEFAULT_ACTIONS
     """Actions of the probe's policy (Pong's minimal set: 6; MinAtar Breakout: 3)."""
     unroll_length: int = 5
     """Steps per rollout the objective reads (Atari's default T = 5; the toy and MinAtar presets use 20)."""
     peaks: tuple[float, ...] = DEFAULT_PEAKS
     """Logits of action 0 over the others' (0 = uniform policy), one table row each."""
-    num_envs: int = 4096
+    num_envs: int = DEFAULT_ROLLOUTS
     """Rollouts per peak (the Monte-Carlo sample)."""
     reward: float = 0.0
     """The reward of every step (0: nothing happens)."""
