@@ -1,4 +1,4 @@
-"""``lpg quickstart`` at toy size, and the shipped objective checkpoint (checkpoints/lpg-toy-v1)."""
+"""``lpg quickstart`` at toy size, and the shipped objective checkpoints (every folder of checkpoints/)."""
 
 from __future__ import annotations
 
@@ -21,32 +21,41 @@ def test_shipped_checkpoint_location():
     assert shipped_checkpoint() == SHIPPED_CHECKPOINT
 
 
-def test_shipped_checkpoint_is_small():
-    total = sum(p.stat().st_size for p in SHIPPED_CHECKPOINT.rglob("*") if p.is_file())
+# Every folder of checkpoints/ is a shipped objective: each is held to its model card.
+SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if p.is_dir())
+
+
+def test_the_quickstart_objective_is_shipped():
+    assert SHIPPED_CHECKPOINT in SHIPPED
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_checkpoint_is_small(folder):
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert total < 1_000_000, total
 
 
-def test_shipped_checkpoint_loads_and_matches_model_card():
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_shipped_checkpoint_loads_and_matches_model_card(folder):
     from lpg.checkpoint import check_agent_heads
     from objectives import load as load_objective
 
-    objective, eta, metadata = load_objective(SHIPPED_CHECKPOINT)
+    objective, eta, metadata = load_objective(folder)
     assert objective.name == "lpg"
     check_agent_heads(metadata, objective.heads.y_size)
     leaves = [np.asarray(x) for x in __import__("jax").tree.leaves(eta)]
     assert leaves and all(np.all(np.isfinite(x)) for x in leaves)
 
-    card = (SHIPPED_CHECKPOINT / "MODEL.md").read_text()
+    card = (folder / "MODEL.md").read_text()
+    assert card.startswith(f"# {folder.name}: ")
     # The model card's claims are the checkpoint's metadata.
     assert metadata["method"] in ("grad", "es")
     assert f"method: `{metadata['method']}`" in card
-    for env in metadata["envs"]:
-        assert env in card
     envs_line = re.search(r"environment set: (.*)", card).group(1)
     assert [e.strip(" `") for e in envs_line.split(",")] == metadata["envs"]
     assert f"{metadata['meta_steps']:,}" in card
     assert "lpg discover offline" in card
-    # What evaluation needs is recorded.
+    # What evaluation needs is recorded, and the card prints the recorded means.
     recorded = metadata["evaluation"]
     for key in (
         "steps",
@@ -63,13 +72,23 @@ def test_shipped_checkpoint_loads_and_matches_model_card():
     assert recorded["alpha_y"] == pytest.approx(objective.config.alpha_y)
     config = checkpoint_train_config(metadata)
     assert config.num_envs == recorded["num_envs"] and config.unroll_length == recorded["unroll_length"]
-    assert recorded["results"]["mean_a2c_normalised"] >= 0.9
+    assert set(recorded["results"]["results"]) == set(metadata["envs"])
     assert not set(recorded["held_out_envs"]) & set(metadata["envs"])
+    assert set(recorded["held_out_results"]["results"]) == set(recorded["held_out_envs"])
+    for part in ("results", "held_out_results"):
+        assert f"**{recorded[part]['mean_a2c_normalised']:.2f}**" in card, part
+    # Listed in the folder's index with the same two means.
+    index = (REPO / "checkpoints" / "README.md").read_text()
+    row = next(line for line in index.splitlines() if line.startswith(f"| [`{folder.name}`]"))
+    assert f"{recorded['results']['mean_a2c_normalised']:.2f}" in row
+    assert f"{recorded['held_out_results']['mean_a2c_normalised']:.2f}" in row
 
 
-def test_checkpoints_readme_lists_shipped():
-    text = (REPO / "checkpoints" / "README.md").read_text()
-    assert "lpg-toy-v1" in text
+def test_the_quickstart_objective_learns_its_training_set():
+    from objectives import load as load_objective
+
+    _, _, metadata = load_objective(SHIPPED_CHECKPOINT)
+    assert metadata["evaluation"]["results"]["mean_a2c_normalised"] >= 0.9
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
