@@ -287,6 +287,7 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
             "lifetime_updates (2) must be >= inner_updates (5)",
         ),
         ([*OFFLINE, "--eval-seeds", "0"], "--eval-seeds must be positive"),
+        (["discover", "offline", "--recipe", "broad-cpu", "--method", "es"], "give --min-lifetime-updates 0"),
         ([*OFFLINE, "--lr-min", "0.5", "--lr-max", "0.1"], "lr_range must satisfy 0 < low <= high"),
         ([*EVALUATE, "--steps", "0"], "--steps must be positive, got 0"),
         ([*EVALUATE, "--seeds", "0"], "--seeds must be positive, got 0"),

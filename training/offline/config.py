@@ -150,7 +150,10 @@ class OfflineConfig(Config):
             )
         if self.method == "es":
             if self.min_lifetime_updates:
-                raise self.error("min_lifetime_updates is for grad; es scores every member on lifetime_updates")
+                raise self.error(
+                    "min_lifetime_updates is for grad; es scores every member on lifetime_updates "
+                    "(with --method es give --min-lifetime-updates 0, also beside a --recipe that sets it)"
+                )
             es_algorithm_class(self.es_algorithm)
 
     def validate(self) -> None:
