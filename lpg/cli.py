@@ -83,6 +83,7 @@ def _subcommands() -> dict[str, type]:
     from lpg.commands.evaluate import EvaluateCommand
     from lpg.commands.experiment import ExperimentCommand
     from lpg.commands.inspect import InspectCommand
+    from lpg.commands.plot import PlotCommand
     from lpg.commands.quickstart import QuickstartCommand
     from lpg.commands.train import TrainCommand
 
@@ -98,6 +99,7 @@ def _subcommands() -> dict[str, type]:
         ),
         "evaluate": EvaluateCommand,
         "inspect": InspectCommand,
+        "plot": PlotCommand,
         "experiment": ExperimentCommand,
         "bench": _group(
             "Bench",
