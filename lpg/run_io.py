@@ -49,18 +49,25 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Writes JSON to a temporary file in the same folder, then renames it into place."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file in the same folder, then renames it into place.
+
+    An interrupted write leaves the old file (or none), never a half-written one.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(data), f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Writes JSON to a temporary file in the same folder, then renames it into place."""
+    write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
 
 
 def check_output_file(out: str | os.PathLike) -> Path:
@@ -240,9 +247,7 @@ class RunDir:
             events.unlink()
         path = self.path / "metrics.jsonl"
         if kept or path.exists():
-            tmp = path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            os.replace(tmp, path)
+            write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
         self.metrics_rows = len(kept)
         for row in kept:
             self._tensorboard_row(row)

@@ -6,14 +6,13 @@ import csv
 import dataclasses
 import io
 import math
-import os
 from pathlib import Path
 from typing import Annotated
 
 import tyro
 
 from lpg.errors import InvalidConfigError
-from lpg.run_io import check_output_file, plot_lines, read_metrics
+from lpg.run_io import check_output_file, plot_lines, read_metrics, write_text_atomic
 
 __all__ = ["PlotCommand", "PlotOptions", "run_curves"]
 
@@ -105,12 +104,10 @@ class PlotCommand(PlotOptions):
 
 
 def _write_csv(path: Path, keys: tuple[str, str], runs: tuple[str, ...], labels: tuple[str, ...], curves: list) -> None:
-    """Columns run, label, X, Y; written through a temporary file, so an interrupted write leaves no half-written table."""
+    """Columns run, label, X, Y; written atomically (``write_text_atomic``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["run", "label", *keys])
     for run, label, points in zip(runs, labels, curves):
         writer.writerows([run, label, repr(px), repr(py)] for px, py in points)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(buffer.getvalue())
-    os.replace(temporary, path)
+    write_text_atomic(path, buffer.getvalue())
