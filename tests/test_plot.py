@@ -100,3 +100,22 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, extra,
 def test_run_curves_raises_invalid_config_error(tmp_path):
     with pytest.raises(InvalidConfigError, match=r"holds no metrics\.jsonl"):
         run_curves((str(tmp_path),), "step", "episode_return")
+
+
+def test_a_record_of_results_is_read_from_its_curve_csv(tmp_path):
+    # a folder without metrics.jsonl but with a curve.csv (the records in results/) plots like a run folder
+    record = tmp_path / "record"
+    record.mkdir()
+    (record / "curve.csv").write_text("frames,score_last20,note\n1000,-21,a\n2000,,b\n3000,-19.5,c\n")
+    assert run_curves((str(record),), "frames", "score_last20") == [[(1000.0, -21.0), (3000.0, -19.5)]]
+    with pytest.raises(InvalidConfigError, match="it logs: frames, score_last20"):
+        run_curves((str(record),), "step", "score_last20")
+
+
+def test_the_shipped_pong_records_plot_together(tmp_path, capsys):
+    results = Path(__file__).resolve().parents[1] / "results"
+    runs = [str(results / name) for name in ("pong_a2c_10M", "pong_frodo_10M")]
+    figure = tmp_path / "pong.png"
+    assert main(["plot", *runs, "--x", "frames", "--y", "score_last20", "--out", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "pong_frodo_10M" in out and figure.exists()

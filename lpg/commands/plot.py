@@ -14,7 +14,7 @@ import tyro
 from lpg.errors import InvalidConfigError
 from lpg.run_io import check_output_file, plot_lines, read_metrics, write_text_atomic
 
-__all__ = ["PlotCommand", "PlotOptions", "run_curves"]
+__all__ = ["PlotCommand", "PlotOptions", "read_rows", "run_curves"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +22,7 @@ class PlotOptions:
     """What ``lpg plot`` needs (the command is this dataclass; Python users may build it too)."""
 
     runs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
-    """Run folders holding a metrics.jsonl (lpg train, lpg discover online/offline, lpg evaluate's Atari agents in OUT/agents/GAME-seedN)."""
+    """Run folders holding a metrics.jsonl (lpg train, lpg discover online/offline, lpg evaluate's Atari agents in OUT/agents/GAME-seedN), or a curve.csv (the records in results/, whose x is frames)."""
     y: str = "episode_return"
     """The logged quantity to plot (Atari: score_last20; discovery: eta_distance, entropy, ...)."""
     x: str = "step"
@@ -37,18 +37,36 @@ class PlotOptions:
     """Also write the plotted points to this CSV file (columns run, label and the x and y quantities)."""
 
 
+def read_rows(run: str) -> list[dict[str, object]]:
+    """The rows of ``run/metrics.jsonl``, or else of ``run/curve.csv`` (numbers where a cell parses as one)."""
+    rows = read_metrics(run)
+    path = Path(run) / "curve.csv"
+    if rows or not path.is_file():
+        return rows
+    with path.open(newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _parse(cell: str) -> object:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return cell
+
+
 def run_curves(runs: tuple[str, ...], x: str, y: str) -> list[list[tuple[float, float]]]:
-    """The ``(x, y)`` points of each run's ``metrics.jsonl`` rows that log both as finite numbers.
+    """The ``(x, y)`` points of each run's rows (``read_rows``) that log both as finite numbers.
 
     Raises:
-      InvalidConfigError: a run has no metrics.jsonl, or none of its rows logs ``x`` and ``y``.
+      InvalidConfigError: a run has no metrics.jsonl or curve.csv, or none of its rows logs ``x`` and ``y``.
     """
     curves = []
     for run in runs:
-        rows = read_metrics(run)
+        rows = read_rows(run)
         if not rows:
             raise InvalidConfigError(
-                f"{run!r} holds no metrics.jsonl; give run folders of lpg train, discover or evaluate"
+                f"{run!r} holds no metrics.jsonl (nor a curve.csv); give run folders of lpg train, discover or "
+                "evaluate, or a record of results/"
             )
         points = [(float(r[x]), float(r[y])) for r in rows if _number(r.get(x)) and _number(r.get(y))]
         if not points:
@@ -66,10 +84,11 @@ def _number(value: object) -> bool:
 class PlotCommand(PlotOptions):
     """Plot one logged quantity of several runs against steps (or another logged quantity) on one figure.
 
-    Reads each RUN/metrics.jsonl, draws one line per run into --out (PNG),
-    optionally writes the points to --csv, and prints per run the number of
-    points, the last x and y, and the highest y. Any run folder of this project
-    works: lpg train, lpg discover online/offline, lpg evaluate's Atari agents.
+    Reads each RUN/metrics.jsonl (or RUN/curve.csv), draws one line per run into
+    --out (PNG), optionally writes the points to --csv, and prints per run the
+    number of points, the last x and y, and the highest y. Any run folder of
+    this project works: lpg train, lpg discover online/offline, lpg evaluate's
+    Atari agents, and the records in results/ (plot those with --x frames).
     """
 
     def run(self) -> int:
