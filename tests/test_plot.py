@@ -114,8 +114,8 @@ def test_a_record_of_results_is_read_from_its_curve_csv(tmp_path):
 
 def test_the_shipped_pong_records_plot_together(tmp_path, capsys):
     results = Path(__file__).resolve().parents[1] / "results"
-    runs = [str(results / name) for name in ("pong_a2c_10M", "pong_frodo_10M")]
+    runs = [str(results / name) for name in ("pong_a2c_10M", "pong_frodo_10M", "pong_stacx_3M")]
     figure = tmp_path / "pong.png"
     assert main(["plot", *runs, "--x", "frames", "--y", "score_last20", "--out", str(figure)]) == 0
     out = capsys.readouterr().out
-    assert "pong_frodo_10M" in out and figure.exists()
+    assert "pong_frodo_10M" in out and "pong_stacx_3M" in out and figure.exists()
