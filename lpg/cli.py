@@ -127,12 +127,10 @@ def entry() -> None:
     segmentation fault (status 139) instead of 130.
 
     It first sets glibc's malloc to reuse big buffers (``lpg.allocator``) and
-    adds the XLA flag every command runs with and lowers JAX's random-number hash
-    without its loop on CPU (``lpg.xla_flags``).
+    adds the XLA flag every command runs with (``lpg.xla_flags``).
     """
     allocator.keep_large_buffers()
     xla_flags.for_every_command()
-    xla_flags.unroll_threefry()
     status = main()
     if _INTERRUPTED_ABRUPTLY:
         sys.stdout.flush()

@@ -37,20 +37,6 @@ and it has no effect once a JAX backend has started (then ``for_atari`` and
 compilers ignore CPU flags. Subprocesses inherit them through the environment
 (``lpg bench atari --peer`` runs the peer with the same flags as ours). They
 change generated code, not programs: results move by float rounding at most.
-
-**Random numbers, every command** (``unroll_threefry``, called by ``lpg.cli.entry``
-beside ``for_every_command``). JAX lowers its Threefry-2x32 hash on CPU as a
-``while`` loop of five iterations, so every random draw (each ``split``, each
-``categorical``) is a small loop whose loop-carried state XLA copies on each
-trip: in the offline meta-step's rollouts that was most of its ~11,600
-remaining copies a step. ``unroll_threefry`` registers, for the CPU only, the
-straight-line lowering JAX itself uses on GPU: the same hash, the same bits
-(tested), no loop. In-process on the issue's configuration (32 lifetimes x 8
-envs, T = 20, K = 5; eight alternating rounds of 32 meta-steps, two other jobs
-on the 2 cores) it took 0.96x the CPU time per meta-step, with the same
-compile time and the same objective bit for bit. Same rules as the flags: only
-on a measured jaxlib and not with ``LPG_XLA_DEFAULTS=0``; it reaches into a
-private JAX module, so when that is not where it was, it does nothing.
 """
 
 from __future__ import annotations
@@ -111,25 +97,6 @@ def for_every_command() -> bool:
     if add_region_analysis(os.environ):
         _ADDED.add(REGION_ANALYSIS)
     return REGION_ANALYSIS in os.environ.get("XLA_FLAGS", "").split()
-
-
-def unroll_threefry(environ: MutableMapping[str, str] = os.environ, jaxlib: tuple[int, int] | None = None) -> bool:
-    """Lowers JAX's Threefry hash on CPU without its rolled loop (see the module docstring); True when it did.
-
-    Affects programs compiled afterwards; the random bits are unchanged.
-    """
-    version = jaxlib if jaxlib is not None else _jaxlib_minor()
-    if environ.get(OPT_OUT) == "0" or version not in MEASURED_JAXLIB:
-        return False
-    try:
-        from jax._src.interpreters import mlir
-        from jax._src.random import threefry2x32
-
-        primitive, rule = threefry2x32.threefry2x32_p, threefry2x32._threefry2x32_lowering_rule
-    except (ImportError, AttributeError):  # JAX moved it: keep JAX's own lowering
-        return False
-    mlir.register_lowering(primitive, rule, platform="cpu")
-    return True
 
 
 def for_atari() -> bool:

@@ -79,32 +79,3 @@ def test_atari_takes_back_the_region_analysis_flag_the_command_line_added():
         "import training.atari as a; print(a.XLA_YNN_OFF, os.environ['XLA_FLAGS'])"
     )
     assert _run(code) == ["True", YNN_OFF]
-
-
-def test_threefry_unrolled_on_cpu_gives_the_same_bits_without_a_loop():
-    # the same draws (split, categorical, uniform under vmap) before and after; the compiled program loses its loop
-    code = (
-        "import jax, jax.numpy as jnp, numpy as np\n"
-        "from lpg.xla_flags import unroll_threefry\n"
-        "def run():\n"
-        "    def draws(key):  # a new function each time: no lowering is reused\n"
-        "        a, b = jax.random.split(key)\n"
-        "        keys = jax.random.split(b, 8)\n"
-        "        c = jax.vmap(lambda k: jax.random.categorical(k, jnp.log(jnp.arange(1.0, 5.0))))(keys)\n"
-        "        return jax.random.uniform(a, (3,)), c, jax.random.key_data(keys)\n"
-        "    f = jax.jit(draws)\n"
-        "    hlo = f.lower(jax.random.PRNGKey(3)).compile().as_text()\n"
-        "    return [np.asarray(x) for x in f(jax.random.PRNGKey(3))], ' while(' in hlo\n"
-        "before, loop_before = run()\n"
-        "print(unroll_threefry({}, jaxlib=(0, 10)))\n"
-        "after, loop_after = run()\n"
-        "print(loop_before, loop_after, all(np.array_equal(x, y) for x, y in zip(before, after)))\n"
-    )
-    assert _run(code) == ["True", "True", "False", "True"]
-
-
-def test_threefry_unrolling_follows_the_rules():
-    from lpg.xla_flags import unroll_threefry
-
-    assert not unroll_threefry({OPT_OUT: "0"}, jaxlib=(0, 10))
-    assert not unroll_threefry({}, jaxlib=(0, 11))
