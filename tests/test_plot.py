@@ -119,3 +119,6 @@ def test_the_shipped_pong_records_plot_together(tmp_path, capsys):
     assert main(["plot", *runs, "--x", "frames", "--y", "score_last20", "--out", str(figure)]) == 0
     out = capsys.readouterr().out
     assert "pong_frodo_10M" in out and "pong_stacx_3M" in out and figure.exists()
+    # the STACX record's last row (3M frames, score of the last 20 games -19.85; README "Atari learning")
+    assert "last frames 3e+06: score_last20 -19.85" in out
+    assert run_curves((runs[2],), "frames", "score_last20")[0][-1] == (3000000.0, -19.85)
