@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from lpg.types import AgentOutput, Rollout, assert_rollout_shapes
 from objectives import register
 from objectives.base import ACTOR_CRITIC_RANGES, Eta, HandDesignedObjective, Hyper, Metrics, ObjectiveConfig
-from objectives.losses import actor_critic_loss, lambda_returns
+from objectives.losses import actor_critic_loss, lambda_returns, normalise
 
 Scalar = Union[float, chex.Array]
 
@@ -39,6 +39,10 @@ class A2CConfig(ObjectiveConfig):
       entropy_weight: weight of the entropy bonus.
       reward_clip: 0 = off; otherwise rewards are clipped to
         [-reward_clip, reward_clip] before computing targets (Atari).
+      normalise_advantages: scale the policy-gradient advantages of each
+        rollout to zero mean and unit standard deviation (the value targets
+        are unchanged); off for A2C, on in offline discovery's meta-objective
+        and in the outer loss of online meta-gradients with a critic of their own.
 
     gamma and td_lambda lie in [0, 1]; the weights and reward_clip are >= 0.
     """
@@ -51,6 +55,7 @@ class A2CConfig(ObjectiveConfig):
     value_weight: float = 0.5
     entropy_weight: float = 0.01
     reward_clip: float = 0.0
+    normalise_advantages: bool = False
 
 
 def clip_rewards(r_t: chex.Array, reward_clip: float) -> chex.Array:
@@ -73,6 +78,7 @@ def a2c_loss(
     value_weight: Scalar,
     entropy_weight: Scalar,
     reward_clip: float = 0.0,
+    normalise_advantages: bool = False,
 ) -> tuple[chex.Array, Metrics]:
     """A2C loss of ``agent_out`` (shaped [T+1, B, ...]) on ``rollout``.
 
@@ -80,7 +86,8 @@ def a2c_loss(
     advantages ``G - stop_gradient(v_tm1)``, then ``actor_critic_loss``.
     ``gamma``, ``td_lambda``, ``value_weight`` and ``entropy_weight`` may be
     traced arrays (scalars or broadcastable to [T, B] for gamma/td_lambda);
-    the loss is differentiable in them. ``reward_clip`` is a static float.
+    the loss is differentiable in them. ``reward_clip`` is a static float;
+    ``normalise_advantages`` (static) rescales the advantages with ``normalise``.
 
     Returns:
       (scalar loss, metrics).
@@ -95,6 +102,8 @@ def a2c_loss(
     sg_value = jax.lax.stop_gradient(value)
     targets = lambda_returns(r_t, discount_t, sg_value[1:], td_lambda)
     advantages = targets - sg_value[:-1]
+    if normalise_advantages:
+        advantages = normalise(advantages)
     loss, metrics = actor_critic_loss(
         agent_out.logits[:-1], value[:-1], rollout.action[:-1], targets, advantages, value_weight, entropy_weight
     )
@@ -114,4 +123,7 @@ class A2C(HandDesignedObjective):
     ) -> tuple[chex.Array, Metrics]:
         del eta, hyper
         c = self.config
-        return a2c_loss(rollout, agent_out, c.gamma, c.td_lambda, c.value_weight, c.entropy_weight, c.reward_clip)
+        return a2c_loss(
+            rollout, agent_out, c.gamma, c.td_lambda, c.value_weight, c.entropy_weight, c.reward_clip,
+            c.normalise_advantages,
+        )  # fmt: skip

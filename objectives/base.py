@@ -34,6 +34,8 @@ Contract of ``agent_loss(eta, rollout, agent_out, hyper=None)``:
 
 Optional hooks: ``meta_regulariser`` adds method-specific terms to the outer
 (meta) loss (FRODO's consistency loss, LPG's entropy and L2 terms),
+``trains_value`` declares whether the loss trains the agent's value head
+(online meta-gradients need values for their outer loss),
 ``meta_entropy_weight`` is the policy-entropy bonus of offline discovery's
 meta-objective (LPG's beta0), ``describe_eta`` turns ``eta`` into named
 scalars for logging meta-parameter trajectories, and ``check_env`` refuses
@@ -142,6 +144,11 @@ class Objective(abc.ABC):
     Config: ClassVar[type[ObjectiveConfig]]
     supports: ClassVar[Supports] = Supports()
     learned: ClassVar[bool] = False
+    trains_value: ClassVar[bool] = True
+    """Whether ``agent_loss`` trains the agent's value head ``AgentOutput.value``. Online meta-gradients
+    score the updated agent with lambda-return advantages; for an objective that leaves the value head
+    untouched (LPG, whose agents predict ``y`` instead) they train a critic of their own for those
+    advantages (``MetaGradConfig.outer_critic``). The contract test checks the declaration."""
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()

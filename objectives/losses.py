@@ -31,8 +31,14 @@ __all__ = [
     "lambda_returns",
     "log_prob",
     "masked_mean",
+    "normalise",
     "vtrace_targets",
 ]
+
+
+def normalise(x: chex.Array, eps: float = 1e-8) -> chex.Array:
+    """``(x - mean(x)) / (std(x) + eps)`` over all of ``x``: advantages of unit scale (offline discovery's meta-objective)."""
+    return (x - jnp.mean(x)) / (jnp.std(x) + eps)
 
 
 def _as_time_batch(x: Scalar, shape: tuple[int, ...], dtype) -> chex.Array:

@@ -170,6 +170,7 @@ class LPG(Objective):
     Config = LPGConfig
     supports = Supports(online=True, offline=True)
     learned = True
+    trains_value = False  # the agent predicts y instead; its value head is never trained
 
     def __init__(self, config: LPGConfig | None = None):
         super().__init__(config)

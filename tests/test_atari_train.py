@@ -187,14 +187,15 @@ def test_non_positive_atari_batch_is_a_clean_error(tmp_path, capsys, flag):
 
 @pytest.mark.parametrize("command", ["train", "frodo"])
 def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch, command):
-    """Atari resume restores the learner (and FRODO's eta, meta-optimiser, pending rollout); games restart fresh."""
+    """Atari resume restores the learner (and FRODO's eta, meta-optimiser, pending rollout and, with
+    --outer-critic own, the outer critic); games restart fresh."""
     import training.atari as atari
 
     out = tmp_path / command
     args = (
         ["train", "atari/Pong", "--objective", "a2c"]
         if command == "train"
-        else ["discover", "online", "atari/Pong", "--objective", "frodo"]
+        else ["discover", "online", "atari/Pong", "--objective", "frodo", "--outer-critic", "own"]
     )
     args += ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0"]
     args += ["--out", str(out), "--no-progress"]
@@ -219,6 +220,8 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     assert (config["num_envs"], config["unroll_length"]) == (2, 8)  # the flags reached the run (train and FRODO alike)
     if command == "frodo":
         assert summary["final_meta_parameters"]["head_norm"] > 0
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert any(row.get("outer_critic_loss", 0) > 0 for row in rows)  # the critic learned, before and after
 
 
 FAKE_PEER = '''

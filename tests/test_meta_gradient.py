@@ -30,7 +30,7 @@ from lpg.types import TimeStep
 from objectives.a2c import A2C, A2CConfig
 from objectives.losses import actor_critic_loss, lambda_returns
 from training.actor_critic import ActorCriticTrainer, TrainConfig
-from training.meta_gradient import MetaGradConfig, MetaGradientTrainer, mixing_weights
+from training.meta_gradient import MetaGradConfig, MetaGradientTrainer, mixing_weights, uses_own_critic
 
 T, B = 4, 3
 LR = 0.5
@@ -312,3 +312,130 @@ def test_init_pull_adds_its_gradient_and_eta_distance_is_measured_from_the_start
     distance = np.sqrt(sum((float(new.eta[k]) - float(start[k])) ** 2 for k in g))
     np.testing.assert_allclose(float(metrics["eta_distance"]), distance, rtol=1e-5)
     chex.assert_trees_all_equal(new.eta_start, start)
+
+
+def test_outer_critic_is_used_where_the_objective_leaves_the_value_head_untrained():
+    env = TwoState()
+    config = TrainConfig(B, T, OptimizerConfig("sgd", LR))
+    outer = A2C(A2CConfig(gamma=0.9, td_lambda=0.8, value_weight=0.0))
+
+    def uses_critic(name, **meta):
+        objective = objectives.make(name)
+        trainer = ActorCriticTrainer.create(env, make_agent(env.spec, heads=objective.heads), objective, config)
+        return MetaGradientTrainer.create(trainer, outer, MetaGradConfig(**meta)).uses_critic
+
+    assert uses_critic("lpg")  # auto: LPG's loss never trains the value head
+    assert not uses_critic("mgrl")  # auto: the agent's own value head
+    assert uses_critic("mgrl", outer_critic="own")
+    assert not uses_critic("lpg", outer_critic="agent")
+    assert not uses_critic("lpg", inner_steps=0)  # no meta-gradient, no outer loss, no critic
+    with pytest.raises(objectives.InvalidConfigError, match="outer_critic"):
+        MetaGradConfig(outer_critic="value")
+
+
+def test_outer_critic_regresses_lambda_returns_and_replaces_the_agent_value_in_the_outer_loss():
+    mt, state = _setup("sgd", MetaGradConfig(inner_steps=1, outer_critic="own"))
+    plain, _ = _setup("sgd", MetaGradConfig(inner_steps=1))
+    state = _to32(state)
+    fresh = mt.init(jax.random.PRNGKey(3))
+    assert plain.init(jax.random.PRNGKey(3)).critic_params is None
+    chex.assert_trees_all_equal(fresh.params, plain.init(jax.random.PRNGKey(3)).params)  # same agent stream
+    critic = {"params": {"table": jax.random.normal(jax.random.PRNGKey(11), state.params["params"]["table"].shape)}}
+    rollout = state.rollout
+    agent, c = mt.trainer.agent, mt.outer_objective.config
+
+    # TD(lambda) regression, checked against a Python loop: loss and one SGD step.
+    v = np.asarray(agent.apply(critic, rollout.observation).value, np.float64)
+    r, d = np.asarray(rollout.reward, np.float64), np.asarray(rollout.discount, np.float64)
+    g = v[T].copy()
+    targets = np.zeros((T, B))
+    for t in reversed(range(T)):
+        g = r[t + 1] + c.gamma * d[t + 1] * ((1 - c.td_lambda) * v[t + 1] + c.td_lambda * g)
+        targets[t] = g
+    want_loss = 0.5 * np.mean((targets - v[:T]) ** 2)
+    new_critic, _, loss = jax.jit(mt.critic_update)(critic, mt.trainer.optimizer.init(critic), rollout)
+    np.testing.assert_allclose(float(loss), want_loss, rtol=1e-5)
+
+    def ref(p):
+        vv = agent.apply(p, rollout.observation).value
+        return 0.5 * jnp.mean(jnp.square(jnp.asarray(targets, jnp.float32) - vv[:-1]))
+
+    step = jax.tree.map(lambda p, gr: p - LR * gr, critic, jax.grad(ref)(critic))
+    chex.assert_trees_all_close(new_critic, step, rtol=1e-5, atol=1e-6)
+
+    # The outer loss is the A2C loss on the agent's outputs with the critic's values in place of its value head.
+    out = agent.apply(state.params, rollout.observation)
+    got, metrics = mt._outer_loss(state.eta, state.params, state.params, rollout, critic)
+    want, _ = mt.outer_objective.agent_loss({}, rollout, out.replace(value=agent.apply(critic, rollout.observation).value))
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["outer_mean_value"]), np.mean(v[:T]), rtol=1e-5)
+
+    # A meta-step trains the critic on the inner rollout; the kept agent update (at the old eta) is unchanged.
+    state = state.replace(critic_params=critic, critic_opt_state=mt.trainer.optimizer.init(critic))
+    new, metrics = jax.jit(mt.meta_step)(state)
+    ref_new, _ = jax.jit(plain.meta_step)(state.replace(critic_params=None, critic_opt_state=None))
+    chex.assert_trees_all_close(new.params, ref_new.params, rtol=1e-6)
+    chex.assert_trees_all_close(new.critic_params, new_critic, rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["outer_critic_loss"]), want_loss, rtol=1e-5)
+    assert not np.allclose(float(new.eta["gamma_logit"]) - float(state.eta["gamma_logit"]), 0.0)
+
+
+def test_normalised_advantages_have_zero_mean_and_unit_spread_and_leave_the_value_targets():
+    from lpg.types import AgentOutput, Rollout
+
+    rng = np.random.default_rng(1)
+    t1, b, a = 5, 4, 3
+    rollout = Rollout(
+        observation=np.zeros((t1, b, 1), np.float32),
+        action=rng.integers(0, a, (t1, b)).astype(np.int32),
+        reward=rng.normal(size=(t1, b)).astype(np.float32),
+        discount=np.ones((t1, b), np.float32),
+        done=np.zeros((t1, b), bool),
+        behaviour_logits=rng.normal(size=(t1, b, a)).astype(np.float32),
+        episode_return=np.zeros((t1, b), np.float32),
+    )
+    out = AgentOutput(
+        logits=jnp.asarray(rollout.behaviour_logits),
+        value=jnp.asarray(rng.normal(size=(t1, b)).astype(np.float32)),
+        y_logits=jnp.zeros((t1, b, 0)),
+    )
+    plain = A2C(A2CConfig(gamma=0.9, td_lambda=0.8, value_weight=0.5, entropy_weight=0.0))
+    normed = A2C(A2CConfig(gamma=0.9, td_lambda=0.8, value_weight=0.5, entropy_weight=0.0, normalise_advantages=True))
+    _, m_plain = plain.agent_loss({}, rollout, out)
+    loss, m = normed.agent_loss({}, rollout, out)
+    v, r = np.asarray(out.value, np.float64), rollout.reward.astype(np.float64)
+    g, targets = v[-1], np.zeros((t1 - 1, b))
+    for t in reversed(range(t1 - 1)):
+        g = r[t + 1] + 0.9 * (0.2 * v[t + 1] + 0.8 * g)
+        targets[t] = g
+    adv = targets - v[:-1]
+    adv = (adv - adv.mean()) / adv.std()
+    p = np.exp(rollout.behaviour_logits[:-1] - rollout.behaviour_logits[:-1].max(-1, keepdims=True))
+    logp = np.log(p / p.sum(-1, keepdims=True))
+    logp_a = np.take_along_axis(logp, rollout.action[:-1, :, None], -1)[..., 0]
+    want = -np.mean(adv * logp_a) + 0.5 * 0.5 * np.mean((targets - v[:-1]) ** 2)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    np.testing.assert_allclose(float(m["mean_advantage"]), 0.0, atol=1e-6)
+    np.testing.assert_allclose(float(m["value_loss"]), float(m_plain["value_loss"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "objective, env, flags, want",
+    [
+        ("lpg", "catch", {}, (True, True, 0.05)),  # offline discovery's meta-objective: own critic, normalised, beta0
+        ("frodo", "catch", {}, (False, False, 0.0)),  # Bonnet et al. eq. 4
+        ("frodo", "atari/Pong", {}, (False, False, 0.01)),
+        ("lpg", "catch", {"outer_critic": "agent"}, (False, False, 0.0)),  # the earlier outer loss
+        ("frodo", "catch", {"outer_critic": "own"}, (True, True, 0.05)),
+        ("lpg", "catch", {"outer_normalise": False, "outer_entropy_weight": 0.2}, (True, False, 0.2)),
+        ("lpg", "catch", {"inner_steps": 0}, (False, False, 0.0)),  # frozen: no outer loss at all
+    ],
+)
+def test_online_outer_loss_defaults_follow_the_critic(objective, env, flags, want):
+    from lpg.commands.discover_online import OnlineOptions
+
+    options = OnlineOptions(env, objective, out="unused", **flags)
+    obj = objectives.make(objective)
+    outer = options.outer_objective(obj).config
+    own = uses_own_critic(options.meta_config(), obj)
+    assert (own, outer.normalise_advantages, outer.entropy_weight) == want

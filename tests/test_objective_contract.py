@@ -9,7 +9,9 @@ agent built with the objective's ``heads``:
 * learned objectives: ``targets`` carry no gradient to the agent's outputs, and
   a 1-step meta-gradient (through one SGD step of the agent) is finite and
   nonzero, at ``init`` and at a perturbed eta;
-* the objective checkpoint round trip keeps eta's arrays and the metadata.
+* the objective checkpoint round trip keeps eta's arrays and the metadata;
+* ``trains_value`` tells the truth: the loss has a gradient in the agent's
+  value output exactly when the objective declares that it trains it.
 
 Then ``learned_advantage`` specifics: it starts as A2C, and its advantage on a
 hand-worked case.
@@ -183,6 +185,17 @@ def test_one_step_meta_gradient_is_finite_and_nonzero(name):
         leaves = jax.tree.leaves(meta_gradient(eta))
         assert all(np.all(np.isfinite(g)) for g in leaves), f"non-finite meta-gradient at {label} eta"
         assert any(np.any(g != 0) for g in leaves), f"meta-gradient is zero for every leaf at {label} eta"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_value_declaration_matches_the_loss(name):
+    objective, _, _, (rollout, _), (out, _), _, eta = _setup(name)
+    grad = _compiled(jax.grad(lambda v: objective.agent_loss(eta, rollout, out.replace(value=v))[0]), out.value)
+    moves_value = bool(np.any(np.asarray(grad(out.value)) != 0))
+    assert moves_value == objective.trains_value, (
+        f"{name} declares trains_value={objective.trains_value}, but its loss "
+        f"{'has' if moves_value else 'has no'} gradient in the agent's value"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

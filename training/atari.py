@@ -303,14 +303,22 @@ class MetaLearner:
         self.eta_start = self.eta  # init_pull's anchor: rebuilt from the seed or the checkpoint on --resume
         self.next_params = self.params
         self.next_opt_state = self.opt_state
+        self.critic = None  # the outer loss's own critic (params, optimiser state) where the objective needs one
+        if self.mt.uses_critic:
+            critic_params = trainer.agent.init(jax.random.fold_in(eta_key, 1))
+            self.critic = (critic_params, trainer.optimizer.init(critic_params))
 
-    def _meta_update(self, params, opt_state, eta, meta_opt_state, inner: Rollout, outer: Rollout):
+    def _meta_update(self, params, opt_state, eta, meta_opt_state, critic, inner: Rollout, outer: Rollout):
         trainer = self.mt.trainer
+        critic_metrics = {}
+        if critic is not None:  # the critic first learns from the inner rollout; the outer loss then uses it
+            critic_params, critic_opt, critic_loss = self.mt.critic_update(*critic, inner)
+            critic, critic_metrics = (critic_params, critic_opt), {"outer_critic_loss": critic_loss}
 
         def meta_loss(eta):
             params1, opt1, inner_metrics = trainer.agent_update(params, opt_state, eta, inner)
-            loss, outer_metrics = self.mt._outer_loss(eta, params1, params, outer)
-            return loss, (params1, opt1, {**inner_metrics, **outer_metrics, "meta_loss": loss})
+            loss, outer_metrics = self.mt._outer_loss(eta, params1, params, outer, None if critic is None else critic[0])
+            return loss, (params1, opt1, {**inner_metrics, **outer_metrics, **critic_metrics, "meta_loss": loss})
 
         grads, (params1, opt1, metrics) = jax.grad(meta_loss, has_aux=True)(eta)
         grads = self.mt.pulled(grads, eta, self.eta_start)
@@ -325,7 +333,7 @@ class MetaLearner:
         metrics["eta_distance"] = self.mt.eta_distance(eta, self.eta_start)
         params1, opt1 = jax.lax.stop_gradient((params1, opt1))
         next_params, next_opt, _ = trainer.agent_update(params1, opt1, eta, outer)
-        return params1, opt1, eta, meta_opt_state, next_params, next_opt, metrics
+        return params1, opt1, eta, meta_opt_state, critic, next_params, next_opt, metrics
 
     @property
     def acting_params(self) -> Any:
@@ -342,8 +350,9 @@ class MetaLearner:
             )
             self.pending = rollout
             return metrics
-        out = self._meta(self.params, self.opt_state, self.eta, self.meta_opt_state, self.pending, rollout)
-        self.params, self.opt_state, self.eta, self.meta_opt_state, self.next_params, self.next_opt_state, metrics = out
+        out = self._meta(self.params, self.opt_state, self.eta, self.meta_opt_state, self.critic, self.pending, rollout)
+        self.params, self.opt_state, self.eta, self.meta_opt_state, self.critic = out[:5]
+        self.next_params, self.next_opt_state, metrics = out[5:]
         self.pending = rollout
         return metrics
 
@@ -363,6 +372,7 @@ class MetaLearner:
             "count": jnp.asarray(self.count, jnp.int32),
             "pending": self.pending if self.pending is not None else self.empty_rollout,
             "has_pending": jnp.asarray(self.pending is not None),
+            **({} if self.critic is None else {"critic_params": self.critic[0], "critic_opt_state": self.critic[1]}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -373,6 +383,8 @@ class MetaLearner:
             state["next_opt_state"],
         )
         self.count, self.pending = int(state["count"]), state["pending"] if bool(state["has_pending"]) else None
+        if self.critic is not None:
+            self.critic = (state["critic_params"], state["critic_opt_state"])
 
     def eta_metrics(self) -> dict[str, float]:
         return {f"eta/{k}": float(v) for k, v in self.mt.objective.describe_eta(self.eta).items()}

@@ -29,6 +29,18 @@ the STAC term ``stac_kl_weight * KL(pi_theta^(i) || pi_theta_t)`` is added
 (Zahavy et al. 2020). ``monte_carlo = K`` averages K independent estimates
 (independent look-ahead rollouts from the same theta_t, Bonnet et al. eq. 9).
 
+The outer advantages need a value estimate. By default it is the agent's own
+value head, which the inner objective trains (A2C, FRODO, STAC, ...). An
+objective whose loss leaves that head untouched (``Objective.trains_value``
+False: LPG, whose agents predict ``y`` instead) would give advantages against
+a value that stays at its initialisation (0), i.e. the rewards inside one
+rollout and nothing beyond it; for such objectives the trainer keeps a critic
+of its own (``MetaGradConfig.outer_critic``): a network of the agent's
+architecture with its own parameters, regressed by TD(lambda) with the outer
+loss's gamma and lambda on every kept inner rollout before the meta-gradient
+is taken, the way offline discovery's meta-critic serves LPG (Oh et al. 2020).
+It never acts and never touches the agent.
+
 ``inner_steps = 0`` is the fixed-meta-parameter baseline: the same step with
 the meta-update switched off (eta stays at ``objective.init``).
 """
@@ -49,12 +61,20 @@ from lpg.errors import InvalidConfigError
 from lpg.rollout import ActorState, episode_stats, unroll
 from lpg.types import Rollout
 from lpg.validation import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_NUMBER, UNIT, Config, Range
-from objectives.a2c import A2C, A2CConfig
+from objectives.a2c import A2C, A2CConfig, clip_rewards
 from objectives.base import Eta, Metrics, Objective
+from objectives.losses import lambda_returns
 from training.actor_critic import ActorCriticTrainer, LearnerState, host_loop
 from training.guards import SKIP_KEY, guarded_apply
 
-__all__ = ["MetaGradConfig", "MetaGradientTrainer", "MetaState", "mixing_weights", "pg_outer_objective"]
+__all__ = [
+    "MetaGradConfig",
+    "MetaGradientTrainer",
+    "MetaState",
+    "mixing_weights",
+    "pg_outer_objective",
+    "uses_own_critic",
+]
 
 
 ATARI_META_LEARNING_RATE = 1e-4  # Atari defaults of online discovery (lpg discover online atari/...)
@@ -88,6 +108,12 @@ class MetaGradConfig(Config):
         shrinks with it for MLP agents (catch, 10-step: 4.4 MiB against 10.2 MiB)
         but grows for the Snake conv agent on CPU (3-step, 8 estimates under
         vmap: 4.27 GiB against 2.72 GiB), where the look-ahead is unrolled.
+      outer_critic: which values the outer loss's advantages use: ``"agent"``,
+        the agent's own value head; ``"own"``, a critic the trainer trains for
+        itself (see the module docstring); ``"auto"`` (default), ``"own"``
+        exactly when the inner objective does not train the agent's value
+        head (``Objective.trains_value``), else ``"agent"``. Unused without
+        meta-learning (``inner_steps = 0``).
       max_unrolled_lookahead: where the agent's rolled ``lax.scan`` is slow
         (``Agent.slow_rolled_scan``: conv torsos on CPU) the look-ahead's
         middle steps are unrolled for n up to this, and rolled beyond. Unrolled
@@ -113,6 +139,7 @@ class MetaGradConfig(Config):
     init_pull: float = 0.0
     remat: bool = False
     max_unrolled_lookahead: int = 5
+    outer_critic: str = "auto"
 
     WHAT = "meta-gradient"
     RANGES = {
@@ -127,6 +154,12 @@ class MetaGradConfig(Config):
         "init_pull": NON_NEGATIVE,
         "max_unrolled_lookahead": NON_NEGATIVE_INT,
     }
+
+    OUTER_CRITICS = ("auto", "agent", "own")
+
+    def check(self) -> None:
+        if self.outer_critic not in self.OUTER_CRITICS:
+            raise self.error(f"outer_critic must be one of {', '.join(self.OUTER_CRITICS)}, got {self.outer_critic!r}")
 
     def validate(self) -> None:
         """Kept for callers of the earlier API: a built config is already valid."""
@@ -153,9 +186,37 @@ def mixing_weights(n: int, kappa: float) -> tuple[float, ...]:
     return tuple(norm * kappa**i for i in range(n))  # Python: 0.0 ** 0 == 1.0
 
 
-def pg_outer_objective(gamma: float = 0.99, td_lambda: float = 0.99, entropy_weight: float = 0.0) -> Objective:
-    """Bonnet et al. eq. 4: the policy-gradient term with lambda-return advantages (plus an optional entropy bonus)."""
-    return A2C(A2CConfig(gamma=gamma, td_lambda=td_lambda, value_weight=0.0, entropy_weight=entropy_weight))
+def pg_outer_objective(
+    gamma: float = 0.99, td_lambda: float = 0.99, entropy_weight: float = 0.0, normalise_advantages: bool = False
+) -> Objective:
+    """Bonnet et al. eq. 4: the policy-gradient term with lambda-return advantages (plus an optional entropy bonus).
+
+    ``normalise_advantages`` scales each rollout's advantages to unit standard deviation, as offline discovery's
+    meta-objective does (``uses_own_critic``).
+    """
+    return A2C(
+        A2CConfig(
+            gamma=gamma,
+            td_lambda=td_lambda,
+            value_weight=0.0,
+            entropy_weight=entropy_weight,
+            normalise_advantages=normalise_advantages,
+        )
+    )
+
+
+def uses_own_critic(config: MetaGradConfig, objective: Objective) -> bool:
+    """Whether meta-gradients with ``config`` for ``objective`` score the agent against a critic of their own.
+
+    ``config.outer_critic``: ``"agent"`` never, ``"own"`` always, ``"auto"`` exactly when the objective's loss
+    leaves the agent's value head untrained (``Objective.trains_value``: LPG); never without meta-learning
+    (``inner_steps = 0``). With its own critic the outer loss is best made offline discovery's meta-objective
+    (Oh et al. 2020, eq. 2): normalised advantages and the objective's ``meta_entropy_weight``; that is the
+    default of ``lpg discover online``.
+    """
+    if config.inner_steps == 0 or config.outer_critic == "agent":
+        return False
+    return config.outer_critic == "own" or not objective.trains_value
 
 
 @struct.dataclass
@@ -173,6 +234,8 @@ class MetaState:
       meta_opt_state: the meta-optimiser's state.
       key: PRNG key.
       update_count: int32 [], meta-steps (= kept agent updates) done.
+      critic_params: the outer loss's own critic (``MetaGradientTrainer.uses_critic``), else None.
+      critic_opt_state: its optimiser's state, else None.
     """
 
     params: Any
@@ -184,6 +247,8 @@ class MetaState:
     meta_opt_state: Any
     key: chex.PRNGKey
     update_count: chex.Array
+    critic_params: Any = None
+    critic_opt_state: Any = None
 
 
 def _kl(logits_p: chex.Array, logits_q: chex.Array) -> chex.Array:
@@ -222,11 +287,38 @@ class MetaGradientTrainer:
         if config.meta_grad_clip > 0:
             chain.append(optax.clip_by_global_norm(config.meta_grad_clip))
         chain.append(optax.adam(config.meta_learning_rate, b1=config.meta_b1, b2=config.meta_b2))
-        return cls(trainer, outer_objective, config, optax.chain(*chain))
+        mt = cls(trainer, outer_objective, config, optax.chain(*chain))
+        if mt.uses_critic and not isinstance(outer_objective.config, A2CConfig):
+            raise InvalidConfigError("an outer critic regresses the outer loss's lambda-returns: it needs an A2C outer objective")
+        return mt
 
     @property
     def objective(self) -> Objective:
         return self.trainer.objective
+
+    @property
+    def uses_critic(self) -> bool:
+        """Whether the outer loss's advantages use a critic of the trainer's own (``uses_own_critic``)."""
+        return uses_own_critic(self.config, self.objective)
+
+    def critic_update(self, critic_params: Any, critic_opt_state: Any, rollout: Rollout) -> tuple[Any, Any, chex.Array]:
+        """One TD(lambda) regression step of the outer critic on ``rollout`` (the outer loss's gamma and lambda).
+
+        ``0.5 mean((G_t - v(s_t))^2)`` with ``G = lambda_returns(r_t, gamma discount_t, v(s_t+1), lambda)``
+        stop-gradiented, optimised by the agent's optimiser; returns (params, opt_state, loss).
+        """
+        c = self.outer_objective.config
+        agent = self.trainer.agent
+
+        def loss_fn(p):
+            v = agent.apply(p, rollout.observation).value
+            r_t = clip_rewards(rollout.reward[1:], c.reward_clip)
+            targets = lambda_returns(r_t, c.gamma * rollout.discount[1:], jax.lax.stop_gradient(v[1:]), c.td_lambda)
+            return 0.5 * jnp.mean(jnp.square(jax.lax.stop_gradient(targets) - v[:-1]))
+
+        loss, grads = jax.value_and_grad(loss_fn)(critic_params)
+        updates, critic_opt_state = self.trainer.optimizer.update(grads, critic_opt_state, critic_params)
+        return optax.apply_updates(critic_params, updates), critic_opt_state, loss
 
     @property
     def env_steps_per_rollout(self) -> int:
@@ -249,6 +341,10 @@ class MetaGradientTrainer:
         learner, rollout = self.trainer.act(learner)
         if eta is None:
             eta = self.objective.init(eta_key)
+        critic_params = critic_opt_state = None
+        if self.uses_critic:  # its own key, so the agent's random stream is the same with and without it
+            critic_params = self.trainer.agent.init(jax.random.fold_in(eta_key, 1))
+            critic_opt_state = self.trainer.optimizer.init(critic_params)
         return MetaState(
             params=learner.params,
             opt_state=learner.opt_state,
@@ -259,6 +355,8 @@ class MetaGradientTrainer:
             meta_opt_state=self.meta_optimizer.init(eta),
             key=learner.key,
             update_count=jnp.zeros([], jnp.int32),
+            critic_params=critic_params,
+            critic_opt_state=critic_opt_state,
         )
 
     # -- the meta-objective ---------------------------------------------
@@ -266,9 +364,15 @@ class MetaGradientTrainer:
         t = self.trainer
         return unroll(t.env, t.agent.apply, jax.lax.stop_gradient(params), actor, key, t.config.unroll_length)
 
-    def _outer_loss(self, eta: Eta, params: Any, params_before: Any, rollout: Rollout) -> tuple[chex.Array, Metrics]:
+    def _outer_loss(
+        self, eta: Eta, params: Any, params_before: Any, rollout: Rollout, critic_params: Any = None
+    ) -> tuple[chex.Array, Metrics]:
         agent = self.trainer.agent
         out = agent.apply(params, rollout.observation)
+        reg, reg_metrics = self.objective.meta_regulariser(eta, rollout, out)
+        if critic_params is not None:  # the outer critic's values in place of the agent's value head
+            value = agent.apply(jax.lax.stop_gradient(critic_params), rollout.observation).value
+            out = out.replace(value=jax.lax.stop_gradient(value))
         outer_eta = self.outer_objective.init(jax.random.PRNGKey(0))
         loss, metrics = self.outer_objective.agent_loss(outer_eta, rollout, out)
         metrics = {f"outer_{k}": v for k, v in metrics.items()}
@@ -277,7 +381,6 @@ class MetaGradientTrainer:
             kl = jnp.mean(_kl(out.logits[:-1], before.logits[:-1]))
             loss = loss + self.config.stac_kl_weight * kl
             metrics["outer_kl"] = kl
-        reg, reg_metrics = self.objective.meta_regulariser(eta, rollout, out)
         metrics.update({f"meta_reg_{k}": v for k, v in reg_metrics.items()})
         metrics["meta_regulariser"] = reg
         return loss + reg, metrics
@@ -310,7 +413,7 @@ class MetaGradientTrainer:
         total = jnp.zeros((), jnp.result_type(float))
         outer_metrics: Metrics = {}
         if weights[0] != 0.0:
-            loss1, outer_metrics = self._outer_loss(eta, params1, state.params, rollout1)
+            loss1, outer_metrics = self._outer_loss(eta, params1, state.params, rollout1, state.critic_params)
             total = total + weights[0] * loss1
 
         if n > 1:
@@ -321,7 +424,7 @@ class MetaGradientTrainer:
                 params, opt_state, actor, rollout, _ = advance(*carry, step_key)
                 carry = (params, opt_state, actor, rollout)
                 if mixing:
-                    loss, _ = self._outer_loss(eta, params, state.params, rollout)
+                    loss, _ = self._outer_loss(eta, params, state.params, rollout, state.critic_params)
                     return carry, weight * loss
                 return carry, jnp.zeros((), total.dtype)
 
@@ -332,7 +435,7 @@ class MetaGradientTrainer:
                 carry, losses = jax.lax.scan(body, carry, xs, unroll=unroll)
                 total = total + jnp.sum(losses)
             params, _, _, rollout, _ = advance(*carry, keys[-1])
-            loss_n, metrics_n = self._outer_loss(eta, params, state.params, rollout)
+            loss_n, metrics_n = self._outer_loss(eta, params, state.params, rollout, state.critic_params)
             total = total + weights[-1] * loss_n
             if not outer_metrics:
                 outer_metrics = metrics_n
@@ -404,6 +507,13 @@ class MetaGradientTrainer:
             eta, meta_opt_state = state.eta, state.meta_opt_state
             meta_grad_norm = jnp.zeros((), jnp.float32)
         else:
+            critic_metrics = {}
+            if self.uses_critic:  # the critic first learns from the inner rollout; the outer loss then uses it
+                critic_params, critic_opt_state, critic_loss = self.critic_update(
+                    state.critic_params, state.critic_opt_state, state.rollout
+                )
+                state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
+                critic_metrics = {"outer_critic_loss": critic_loss}
             grads, aux = self.meta_gradient(state, est_key)
             grads = self.pulled(grads, state.eta, state.eta_start)
             meta_grad_norm = optax.tree.norm(grads)
@@ -416,7 +526,7 @@ class MetaGradientTrainer:
             params = jax.lax.stop_gradient(aux["params"])
             opt_state = jax.lax.stop_gradient(aux["opt_state"])
             actor, rollout, metrics = aux["actor"], aux["rollout"], aux["metrics"]
-            metrics = dict(metrics, nonfinite_meta_skipped=meta_skipped)
+            metrics = dict(metrics, **critic_metrics, nonfinite_meta_skipped=meta_skipped)
             metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         eta_distance = self.eta_distance(eta, state.eta_start)
         metrics = dict(metrics, **stats, meta_grad_norm=meta_grad_norm, eta_distance=eta_distance)

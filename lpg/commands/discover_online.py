@@ -25,6 +25,7 @@ from training.meta_gradient import (
     MetaGradConfig,
     MetaGradientTrainer,
     pg_outer_objective,
+    uses_own_critic,
 )
 from training.online import _final_eta, _final_return_stats, check_mix_coefficient, run_meta
 from training.presets import agent_setup_flags, default_preset, override_agent_setup
@@ -80,8 +81,12 @@ class OnlineOptions(Config):
     """Weight of the STAC term KL(pi_theta' || pi_theta) in the outer loss."""
     init_pull: float = 0.0
     """Pull eta toward where it started (the --init-objective's eta, else the objective's init): each meta-gradient gets W * (eta - eta_start), the gradient of W/2 ||eta - eta_start||^2; 0 = off. metrics.jsonl's eta_distance is ||eta - eta_start||."""
+    outer_critic: str = "auto"
+    """Values of the outer loss's advantages: agent (the agent's value head), own (a critic trained by TD(lambda) on every inner rollout, never acting) or auto (own exactly when the objective does not train the agent's value head: lpg)."""
+    outer_normalise: bool | None = None
+    """Scale the outer loss's advantages of each rollout to unit standard deviation (default: on exactly where the outer critic is the trainer's own, as in offline discovery's meta-objective)."""
     outer_entropy_weight: float | None = None
-    """Entropy bonus in the outer loss (default: 0, Bonnet et al. eq. 4; 0.01 on Atari, a standard actor-critic outer loss as in Xu et al. 2020)."""
+    """Entropy bonus in the outer loss (default: where the outer critic is the trainer's own, the objective's meta-objective weight, lpg's beta0 = 0.05, as offline; else 0, Bonnet et al. eq. 4, and 0.01 on Atari, a standard actor-critic outer loss as in Xu et al. 2020)."""
     frames: int | None = None
     """Atari only: emulator frames (4 per agent step; default 10M)."""
     meta_interval: int = 1
@@ -126,6 +131,10 @@ class OnlineOptions(Config):
 
     def check(self) -> None:
         check_mix_coefficient(self.mix, self.mix_coefficient)
+        if self.outer_critic not in MetaGradConfig.OUTER_CRITICS:
+            raise InvalidConfigError(
+                f"--outer-critic must be one of {', '.join(MetaGradConfig.OUTER_CRITICS)}, got {self.outer_critic!r}"
+            )
         if self.inner_steps == 0 and (self.mix or self.monte_carlo != 1):
             raise InvalidConfigError("--inner-steps 0 learns no meta-gradient: drop --mix and --monte-carlo")
 
@@ -144,13 +153,17 @@ class OnlineOptions(Config):
             meta_grad_clip=self.meta_grad_clip,
             stac_kl_weight=self.stac_kl_weight,
             init_pull=self.init_pull,
+            outer_critic=self.outer_critic,
         )
 
-    def outer_objective(self) -> Objective:
+    def outer_objective(self, objective: Objective) -> Objective:
+        """The outer loss for ``objective``: offline discovery's meta-objective where the critic is the trainer's own."""
+        own = uses_own_critic(self.meta_config(), objective)
         entropy = self.outer_entropy_weight
         if entropy is None:
-            entropy = ATARI_OUTER_ENTROPY_WEIGHT if self.atari else 0.0
-        return pg_outer_objective(self.outer_gamma, self.outer_lambda, entropy)
+            entropy = objective.meta_entropy_weight if own else ATARI_OUTER_ENTROPY_WEIGHT if self.atari else 0.0
+        normalise = own if self.outer_normalise is None else self.outer_normalise
+        return pg_outer_objective(self.outer_gamma, self.outer_lambda, entropy, normalise)
 
 
 def discover_online(options: OnlineOptions) -> dict[str, Any]:
@@ -175,7 +188,7 @@ def discover_online(options: OnlineOptions) -> dict[str, Any]:
     num_updates = max(1, math.ceil((options.steps or preset.steps) / config.steps_per_update))
     agent = make_agent(env.spec, options.network, heads=objective.heads)
     trainer = ActorCriticTrainer.create(env, agent, objective, config, total_updates=num_updates)
-    mt = MetaGradientTrainer.create(trainer, options.outer_objective(), options.meta_config())
+    mt = MetaGradientTrainer.create(trainer, options.outer_objective(objective), options.meta_config())
     run_config = {
         "command": "discover online",
         "options": run_identity(options),
@@ -369,7 +382,7 @@ def _discover_atari(options: OnlineOptions, objective: Objective, initial_eta: A
     frames = options.frames or (options.steps * 4 if options.steps is not None else ATARI_DEFAULT_FRAMES)
     if hasattr(objective.config, "reward_clip"):
         objective = objectives.make(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
-    outer = options.outer_objective()
+    outer = options.outer_objective(objective)
     if hasattr(outer.config, "reward_clip"):
         outer = type(outer)(dataclasses.replace(outer.config, reward_clip=1.0))
     config = override_agent_setup(AtariRunConfig(), **agent_setup_flags(options))

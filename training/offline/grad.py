@@ -31,7 +31,7 @@ import optax
 from lpg.rollout import episode_stats
 from lpg.types import Rollout
 from objectives.base import Eta, Metrics
-from objectives.losses import entropy, lambda_returns, log_prob
+from objectives.losses import entropy, lambda_returns, log_prob, normalise
 from training.guards import SKIP_KEY, guarded_apply
 from training.offline.population import Population, tree_where
 from training.offline.state import EnvGroup, LifetimeState, OfflineState
@@ -46,10 +46,6 @@ the program grows with K times the number of groups, and so does the compile:
 the ``broad`` set's 14 groups at K = 5 compiled in 125 s rolled and had not
 finished after 8 minutes unrolled (2 CPU cores). The default two groups at
 K = 5 stay unrolled, where it saves about a fifth of the meta-step."""
-
-
-def _normalise(x: chex.Array, eps: float = 1e-8) -> chex.Array:
-    return (x - jnp.mean(x)) / (jnp.std(x) + eps)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -144,7 +140,7 @@ class GradEstimator:
         out = group.agent.apply(params, rollout.observation)
         value = jax.lax.stop_gradient(group.critic.apply(life.critic_params, rollout.observation).value)
         r_t, discount_t = rollout.reward[1:], c.critic_gamma * rollout.discount[1:]
-        adv = _normalise(lambda_returns(r_t, discount_t, value[1:], c.critic_lambda) - value[:-1])
+        adv = normalise(lambda_returns(r_t, discount_t, value[1:], c.critic_lambda) - value[:-1])
         logits = out.logits[:-1]
         pg_loss = -jnp.mean(log_prob(logits, rollout.action[:-1]) * adv)
         ent = jnp.mean(entropy(logits))
