@@ -303,6 +303,8 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         ([*EXPERIMENT, "--checkpoints", "2"], "--checkpoints applies to snake-variance only"),
         ([*TRAIN, "--overlap"], "--overlap is for Atari environments"),
         ([*ONLINE, "--meta-interval", "3"], "--meta-interval is for Atari environments"),
+        ([*ONLINE, "--outer-critic", "value"], "--outer-critic must be one of auto, agent, own, got 'value'"),
+        ([*EXPERIMENT, "--outer-critic", "own"], "--outer-critic applies to lpg experiment transfer only"),
         (["train", "atari/Pong", "--frames", "64", "--overlap"], "a2c does not correct: use --objective vtrace"),
     ],
     ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,

@@ -161,6 +161,10 @@ def test_transfer_experiment_runs_four_arms_and_reads_finished_ones_back(tmp_pat
         np.testing.assert_array_equal(a, b)
     assert main(args) == 0  # every arm is finished: read back, same summary
     assert json.loads((out / "summary.json").read_text())["final_return"] == summary["final_return"]
+    adapted = [json.loads(line) for line in (out / "chain_short" / "adapted" / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("outer_critic_loss", 0) > 0 for row in adapted)  # LPG adapts against a critic of its own
+    config = json.loads((out / "chain_short" / "adapted" / "config.json").read_text())
+    assert config["outer"]["normalise_advantages"] and config["outer"]["entropy_weight"] == 0.05
     capsys.readouterr()
     assert main(["experiment", "transfer", "--out", str(tmp_path / "x")]) == 2
     assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "x").exists()

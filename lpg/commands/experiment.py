@@ -58,6 +58,8 @@ class ExperimentCommand:
     """transfer only: the new tasks, names, globs or sets (default: chain/long,catch)."""
     init_pull: float = 0.0
     """transfer only: --init-pull of the adapted arm (see `lpg discover online --help`)."""
+    outer_critic: str = "auto"
+    """transfer only: --outer-critic of the adapted arm (agent reproduces runs made before the outer critic; see `lpg discover online --help`)."""
     progress: bool = True
     """Show progress on stderr."""
 
@@ -68,7 +70,9 @@ class ExperimentCommand:
             return self._transfer()
         if self.name not in EXPERIMENTS:
             raise unknown_name_error("experiment", self.name, [*EXPERIMENTS, "transfer"])
-        for flag, value in (("--checkpoint", self.checkpoint), ("--envs", self.envs), ("--init-pull", self.init_pull)):
+        transfer_only = (("--checkpoint", self.checkpoint), ("--envs", self.envs), ("--init-pull", self.init_pull),
+                         ("--outer-critic", self.outer_critic != "auto"))  # fmt: skip
+        for flag, value in transfer_only:
             if value:
                 raise InvalidConfigError(f"{flag} applies to lpg experiment transfer only")
 
@@ -108,7 +112,8 @@ class ExperimentCommand:
                 raise InvalidConfigError(f"{flag} does not apply to lpg experiment transfer")
         summary = run_transfer(
             self.checkpoint or "", self.envs or "chain/long,catch", self.out, steps=self.steps,
-            seeds=self.seeds or 3, seed=self.seed, init_pull=self.init_pull, progress=self.progress,
+            seeds=self.seeds or 3, seed=self.seed, init_pull=self.init_pull, outer_critic=self.outer_critic,
+            progress=self.progress,
         )  # fmt: skip
         for env, arms in summary["final_return"].items():
             shown = "  ".join(f"{arm} {value:.3f}" if value is not None else f"{arm} -" for arm, value in arms.items())

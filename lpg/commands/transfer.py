@@ -9,7 +9,7 @@ read back instead of trained again):
   (the saved objective as it is);
 * ``adapted``: ``lpg discover online ENV --init-objective CKPT`` (it keeps
   meta-learning inside this lifetime, 1-step meta-gradients, with
-  ``--init-pull`` if given);
+  ``--init-pull`` and ``--outer-critic`` if given);
 * ``frodo``: ``lpg discover online ENV --objective frodo`` (an objective
   discovered from scratch inside this lifetime).
 
@@ -31,7 +31,7 @@ from lpg.run_io import RunDir, plot_lines, read_metrics
 ARMS = ("a2c", "frozen", "adapted", "frodo")
 
 
-def _arm_options(arm: str, env: str, checkpoint: str, out: Path, common: dict[str, Any], init_pull: float):
+def _arm_options(arm: str, env: str, checkpoint: str, out: Path, common: dict[str, Any], adapted: dict[str, Any]):
     from lpg.commands.discover_online import OnlineOptions
     from lpg.commands.train import TrainOptions
 
@@ -41,7 +41,7 @@ def _arm_options(arm: str, env: str, checkpoint: str, out: Path, common: dict[st
         return TrainOptions(env=env, objective="a2c", **common)
     if arm == "frodo":
         return OnlineOptions(env=env, objective="frodo", **common)
-    inner = {"inner_steps": 0} if arm == "frozen" else {"init_pull": init_pull}
+    inner = {"inner_steps": 0} if arm == "frozen" else adapted
     return OnlineOptions(env=env, init_objective=checkpoint, **common, **inner)
 
 
@@ -59,6 +59,7 @@ def run_transfer(
     seeds: int = 3,
     seed: int = 0,
     init_pull: float = 0.0,
+    outer_critic: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Runs the four arms on every environment of ``env_spec``; returns (and writes) the summary.
@@ -68,13 +69,15 @@ def run_transfer(
       UnknownNameError: an unknown environment.
     """
     from lpg import checkpoint as checkpoints
-    from lpg.commands.discover_online import discover_online
+    from lpg.commands.discover_online import OnlineOptions, discover_online
     from lpg.commands.train import train
 
     if not checkpoint:
         raise InvalidConfigError("lpg experiment transfer needs --checkpoint: the saved objective to transfer")
     if seeds < 1 or (steps is not None and steps < 1) or init_pull < 0:
         raise InvalidConfigError("--seeds and --steps must be positive and --init-pull >= 0")
+    adapted = {"init_pull": init_pull, "outer_critic": outer_critic}
+    OnlineOptions(env="catch", out="unused", **adapted)  # a bad --outer-critic: one clear line before any run
     checkpoints.read_objective_metadata(checkpoint)  # a missing or corrupted checkpoint: one clear line
     names = envs_lib.resolve_env_spec(env_spec)
     for name in names:
@@ -83,13 +86,15 @@ def run_transfer(
     common = {"steps": steps, "num_seeds": seeds, "seed": seed, "progress": progress}
     config = {"command": "experiment", "experiment": "transfer", "checkpoint": checkpoint, "envs": names,
               "steps": steps, "seeds": seeds, "seed": seed, "init_pull": init_pull}  # fmt: skip
+    if outer_critic != "auto":  # runs made before the option keep their identity
+        config["outer_critic"] = outer_critic
     run = RunDir.prepare(out, config, allow_existing_same=True)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         folders: dict[str, str] = {}
         results[name] = {}
         for arm in ARMS:
-            options = _arm_options(arm, name, checkpoint, run.path, common, init_pull)
+            options = _arm_options(arm, name, checkpoint, run.path, common, adapted)
             summary = train(options) if arm == "a2c" else discover_online(options)
             folders[arm] = options.out
             results[name][arm] = summary.get("final_return")
