@@ -340,15 +340,18 @@ def test_train_stopped_by_sigterm_saves_and_resumes_to_the_uninterrupted_result(
     _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(stopped / "training_state"))
 
 
-@pytest.mark.parametrize("outer_critic", ["auto", "own"])  # own: the outer critic's state is checkpointed too
-def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch, outer_critic):
+# own: the outer critic's state is checkpointed and restored too (1-step, to keep the suite short)
+@pytest.mark.parametrize("outer_critic, inner_steps", [("auto", 2), ("own", 1)])
+def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(
+    tmp_path, monkeypatch, outer_critic, inner_steps
+):
     from lpg.commands.discover_online import OnlineOptions, discover_online
     from training.meta_gradient import MetaGradientTrainer
 
     kwargs = dict(
-        steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=2, network=NetworkConfig(hidden_sizes=(16,))
-    )
-    kwargs["outer_critic"] = outer_critic
+        steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=inner_steps,
+        network=NetworkConfig(hidden_sizes=(16,)), outer_critic=outer_critic,
+    )  # fmt: skip
     whole = discover_online(OnlineOptions("catch", "self_tuning", out=str(tmp_path / "whole"), **kwargs))
 
     original, calls = MetaGradientTrainer.run_seeds, [0]
