@@ -217,13 +217,11 @@ def test_run_monte_carlo_and_baseline_finite():
     chex.assert_trees_all_equal(out.eta, base_state.eta)
 
 
-def test_outer_entropy_weight_subtracts_that_multiple_of_the_mean_policy_entropy():
-    """pg_outer_objective(..., entropy_weight=w) = the plain policy-gradient loss - w * mean_t,b H(pi(.|s_t))."""
+def _random_rollout_and_output(seed: int, t1: int, b: int, a: int):
+    """A random never-ending rollout [t1, b] with ``a`` actions, and agent outputs whose logits are its behaviour logits."""
     from lpg.types import AgentOutput, Rollout
-    from training.meta_gradient import pg_outer_objective
 
-    rng = np.random.default_rng(0)
-    t1, b, a = 6, 3, 4
+    rng = np.random.default_rng(seed)
     logits = rng.normal(size=(t1, b, a)).astype(np.float32)
     rollout = Rollout(
         observation=np.zeros((t1, b, 1), np.float32),
@@ -239,6 +237,15 @@ def test_outer_entropy_weight_subtracts_that_multiple_of_the_mean_policy_entropy
         value=jnp.asarray(rng.normal(size=(t1, b)).astype(np.float32)),
         y_logits=jnp.zeros((t1, b, 0)),
     )
+    return rollout, out
+
+
+def test_outer_entropy_weight_subtracts_that_multiple_of_the_mean_policy_entropy():
+    """pg_outer_objective(..., entropy_weight=w) = the plain policy-gradient loss - w * mean_t,b H(pi(.|s_t))."""
+    from training.meta_gradient import pg_outer_objective
+
+    rollout, out = _random_rollout_and_output(seed=0, t1=6, b=3, a=4)
+    logits = rollout.behaviour_logits
     plain, _ = pg_outer_objective(0.9, 0.8).agent_loss({}, rollout, out)
     with_entropy, _ = pg_outer_objective(0.9, 0.8, entropy_weight=0.3).agent_loss({}, rollout, out)
     p = np.exp(logits[:-1] - logits[:-1].max(-1, keepdims=True))
@@ -381,24 +388,8 @@ def test_outer_critic_regresses_lambda_returns_and_replaces_the_agent_value_in_t
 
 
 def test_normalised_advantages_have_zero_mean_and_unit_spread_and_leave_the_value_targets():
-    from lpg.types import AgentOutput, Rollout
-
-    rng = np.random.default_rng(1)
-    t1, b, a = 5, 4, 3
-    rollout = Rollout(
-        observation=np.zeros((t1, b, 1), np.float32),
-        action=rng.integers(0, a, (t1, b)).astype(np.int32),
-        reward=rng.normal(size=(t1, b)).astype(np.float32),
-        discount=np.ones((t1, b), np.float32),
-        done=np.zeros((t1, b), bool),
-        behaviour_logits=rng.normal(size=(t1, b, a)).astype(np.float32),
-        episode_return=np.zeros((t1, b), np.float32),
-    )
-    out = AgentOutput(
-        logits=jnp.asarray(rollout.behaviour_logits),
-        value=jnp.asarray(rng.normal(size=(t1, b)).astype(np.float32)),
-        y_logits=jnp.zeros((t1, b, 0)),
-    )
+    t1, b = 5, 4
+    rollout, out = _random_rollout_and_output(seed=1, t1=t1, b=b, a=3)
     plain = A2C(A2CConfig(gamma=0.9, td_lambda=0.8, value_weight=0.5, entropy_weight=0.0))
     normed = A2C(A2CConfig(gamma=0.9, td_lambda=0.8, value_weight=0.5, entropy_weight=0.0, normalise_advantages=True))
     _, m_plain = plain.agent_loss({}, rollout, out)

@@ -71,6 +71,7 @@ __all__ = [
     "MetaGradConfig",
     "MetaGradientTrainer",
     "MetaState",
+    "check_outer_critic",
     "mixing_weights",
     "pg_outer_objective",
     "uses_own_critic",
@@ -155,11 +156,8 @@ class MetaGradConfig(Config):
         "max_unrolled_lookahead": NON_NEGATIVE_INT,
     }
 
-    OUTER_CRITICS = ("auto", "agent", "own")
-
     def check(self) -> None:
-        if self.outer_critic not in self.OUTER_CRITICS:
-            raise self.error(f"outer_critic must be one of {', '.join(self.OUTER_CRITICS)}, got {self.outer_critic!r}")
+        check_outer_critic(self.outer_critic, f"{self.WHAT}: outer_critic")
 
     def validate(self) -> None:
         """Kept for callers of the earlier API: a built config is already valid."""
@@ -174,6 +172,15 @@ class MetaGradConfig(Config):
     def weights(self) -> tuple[float, ...]:
         """Weights of the outer losses L'_1..L'_n (static Python floats)."""
         return mixing_weights(self.inner_steps, self.kappa) if self.mix else (0.0,) * (self.inner_steps - 1) + (1.0,)
+
+
+OUTER_CRITICS = ("auto", "agent", "own")  # MetaGradConfig.outer_critic, --outer-critic
+
+
+def check_outer_critic(value: str, name: str) -> None:
+    """Raises ``InvalidConfigError`` ("NAME must be one of auto, agent, own, got ...") for an unknown outer critic."""
+    if value not in OUTER_CRITICS:
+        raise InvalidConfigError(f"{name} must be one of {', '.join(OUTER_CRITICS)}, got {value!r}")
 
 
 def mixing_weights(n: int, kappa: float) -> tuple[float, ...]:

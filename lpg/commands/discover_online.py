@@ -24,6 +24,7 @@ from training.meta_gradient import (
     ATARI_OUTER_ENTROPY_WEIGHT,
     MetaGradConfig,
     MetaGradientTrainer,
+    check_outer_critic,
     pg_outer_objective,
     uses_own_critic,
 )
@@ -131,10 +132,7 @@ class OnlineOptions(Config):
 
     def check(self) -> None:
         check_mix_coefficient(self.mix, self.mix_coefficient)
-        if self.outer_critic not in MetaGradConfig.OUTER_CRITICS:
-            raise InvalidConfigError(
-                f"--outer-critic must be one of {', '.join(MetaGradConfig.OUTER_CRITICS)}, got {self.outer_critic!r}"
-            )
+        check_outer_critic(self.outer_critic, "--outer-critic")
         if self.inner_steps == 0 and (self.mix or self.monte_carlo != 1):
             raise InvalidConfigError("--inner-steps 0 learns no meta-gradient: drop --mix and --monte-carlo")
 

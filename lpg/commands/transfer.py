@@ -69,15 +69,16 @@ def run_transfer(
       UnknownNameError: an unknown environment.
     """
     from lpg import checkpoint as checkpoints
-    from lpg.commands.discover_online import OnlineOptions, discover_online
+    from lpg.commands.discover_online import discover_online
     from lpg.commands.train import train
+    from training.meta_gradient import check_outer_critic
 
     if not checkpoint:
         raise InvalidConfigError("lpg experiment transfer needs --checkpoint: the saved objective to transfer")
     if seeds < 1 or (steps is not None and steps < 1) or init_pull < 0:
         raise InvalidConfigError("--seeds and --steps must be positive and --init-pull >= 0")
+    check_outer_critic(outer_critic, "--outer-critic")
     adapted = {"init_pull": init_pull, "outer_critic": outer_critic}
-    OnlineOptions(env="catch", out="unused", **adapted)  # a bad --outer-critic: one clear line before any run
     checkpoints.read_objective_metadata(checkpoint)  # a missing or corrupted checkpoint: one clear line
     names = envs_lib.resolve_env_spec(env_spec)
     for name in names:
