@@ -378,7 +378,7 @@ class MetaGradientTrainer:
         out = agent.apply(params, rollout.observation)
         reg, reg_metrics = self.objective.meta_regulariser(eta, rollout, out)
         if critic_params is not None:  # the outer critic's values in place of the agent's value head
-            value = agent.apply(jax.lax.stop_gradient(critic_params), rollout.observation).value
+            value = agent.apply(critic_params, rollout.observation).value
             out = out.replace(value=jax.lax.stop_gradient(value))
         outer_eta = self.outer_objective.init(jax.random.PRNGKey(0))
         loss, metrics = self.outer_objective.agent_loss(outer_eta, rollout, out)
