@@ -113,22 +113,14 @@ def test_frodo_discovers_online_on_atari_and_moves_eta(tmp_path, capsys):
     assert "meta-parameters: head_norm=" in printed
 
 
-def test_atari_online_discovery_rejects_n_step(tmp_path, capsys):
-    args = [
-        "discover",
-        "online",
-        "atari/Pong",
-        "--objective",
-        "frodo",
-        "--inner-steps",
-        "3",
-        "--frames",
-        "100",
-        "--out",
-        str(tmp_path / "x"),
-    ]
-    assert main(args) == 2
-    assert "1-step" in capsys.readouterr().err and not (tmp_path / "x").exists()
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--inner-steps", "0"], "needs --inner-steps >= 1"), (["--monte-carlo", "2"], "--monte-carlo must be 1")],
+)
+def test_atari_online_discovery_rejects_what_needs_a_second_rollout_or_none(tmp_path, capsys, flags, message):
+    args = ["discover", "online", "atari/Pong", "--objective", "frodo", *flags, "--frames", "100"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_evaluate_a_saved_objective_on_atari(tmp_path, capsys):
@@ -187,15 +179,14 @@ def test_non_positive_atari_batch_is_a_clean_error(tmp_path, capsys, flag):
 
 @pytest.mark.parametrize("command", ["train", "frodo"])
 def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch, command):
-    """Atari resume restores the learner (and FRODO's eta, meta-optimiser, pending rollout and, with
-    --outer-critic own, the outer critic); games restart fresh."""
+    """Atari resume restores the learner (and FRODO's eta, meta-optimiser, its window of rollouts for a 2-step
+    mixing meta-gradient and, with --outer-critic own, the outer critic); games restart fresh."""
     import training.atari as atari
 
     out = tmp_path / command
+    frodo = ["discover", "online", "atari/Pong", "--objective", "frodo", "--outer-critic", "own"]
     args = (
-        ["train", "atari/Pong", "--objective", "a2c"]
-        if command == "train"
-        else ["discover", "online", "atari/Pong", "--objective", "frodo", "--outer-critic", "own"]
+        ["train", "atari/Pong", "--objective", "a2c"] if command == "train" else [*frodo, "--inner-steps", "2", "--mix"]
     )
     args += ["--frames", "1280", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0"]
     args += ["--out", str(out), "--no-progress"]
@@ -219,12 +210,15 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     config = json.loads((out / "config.json").read_text())["atari_config"]
     assert (config["num_envs"], config["unroll_length"]) == (2, 8)  # the flags reached the run (train and FRODO alike)
     if command == "frodo":
-        assert summary["final_meta_parameters"]["head_norm"] > 0
+        assert summary["final_meta_parameters"]["head_norm"] > 0 and (summary["inner_steps"], summary["mix"]) == (
+            2,
+            True,
+        )
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert any(row.get("outer_critic_loss", 0) > 0 for row in rows)  # the critic learned, before and after
 
 
-FAKE_PEER = '''
+FAKE_PEER = """
 import json, sys, time
 json.dump(sys.argv[1:], open(sys.argv[0] + ".args.json", "w"))
 steps = int(sys.argv[sys.argv.index("--total-timesteps") + 1])
@@ -232,7 +226,7 @@ for step in range(4, steps + 1, 4):  # one line per iteration of 2 envs x 2 step
     time.sleep(0.5 if step <= 8 else 0.01)  # the first two iterations compile
     print(f"global_step={step}, avg_episodic_return=0.0")
     print("SPS:", 1)
-'''
+"""
 
 
 def test_bench_atari_prints_the_ceiling_arithmetic_and_steady_rates(tmp_path, capsys):

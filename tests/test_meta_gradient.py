@@ -373,7 +373,9 @@ def test_outer_critic_regresses_lambda_returns_and_replaces_the_agent_value_in_t
     # The outer loss is the A2C loss on the agent's outputs with the critic's values in place of its value head.
     out = agent.apply(state.params, rollout.observation)
     got, metrics = mt._outer_loss(state.eta, state.params, state.params, rollout, critic)
-    want, _ = mt.outer_objective.agent_loss({}, rollout, out.replace(value=agent.apply(critic, rollout.observation).value))
+    want, _ = mt.outer_objective.agent_loss(
+        {}, rollout, out.replace(value=agent.apply(critic, rollout.observation).value)
+    )
     np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
     np.testing.assert_allclose(float(metrics["outer_mean_value"]), np.mean(v[:T]), rtol=1e-5)
 
@@ -430,3 +432,71 @@ def test_online_outer_loss_defaults_follow_the_critic(objective, env, flags, wan
     outer = options.outer_objective(obj).config
     own = uses_own_critic(options.meta_config(), obj)
     assert (own, outer.normalise_advantages, outer.entropy_weight) == want
+
+
+def _look_ahead_rollouts(mt, state, key, n):
+    """The rollouts the toy look-ahead acts from ``state`` with ``key``: tau^(0) (pending) .. tau^(n)."""
+    tr, keys = mt.trainer, jax.random.split(key, n)
+    params, opt_state, actor, rollouts = state.params, state.opt_state, state.actor, [state.rollout]
+    for i in range(n):
+        params, opt_state, _ = tr.agent_update(params, opt_state, state.eta, rollouts[-1])
+        actor, rollout = unroll(tr.env, tr.agent.apply, params, actor, keys[i], T)
+        rollouts.append(rollout)
+    return rollouts
+
+
+@pytest.mark.parametrize("config", [MetaGradConfig(inner_steps=1), MetaGradConfig(inner_steps=3, mix=True)])
+def test_atari_window_meta_gradient_equals_the_look_ahead_one_on_the_same_rollouts(config):
+    """Atari's look-ahead runs over rollouts already acted (training.atari.MetaLearner); given the rollouts the
+    toy look-ahead acts (as data: acting is never differentiated), its loss and meta-gradient are the toy
+    engine's, which the finite-difference test above checks."""
+    from training.atari import MetaLearner
+
+    with jax.enable_x64(True):
+        mt, state = _setup("sgd", config)
+        key = jax.random.PRNGKey(11)
+        grads, aux = jax.jit(mt.meta_gradient)(state, key)
+        rollouts = _look_ahead_rollouts(mt, state, key, config.inner_steps)
+        learner = MetaLearner(mt)
+        window_grad = jax.jit(jax.grad(learner.window_loss, has_aux=True))
+        wgrads, (kept, metrics) = window_grad(
+            state.eta, state.params, state.opt_state, tuple(rollouts[:-1]), rollouts[-1]
+        )
+        np.testing.assert_allclose(metrics["meta_loss"], aux["metrics"]["meta_loss"], rtol=1e-12)
+        for name in state.eta:
+            assert abs(float(grads[name])) > 1e-6, "degenerate test: zero meta-gradient"
+            np.testing.assert_allclose(wgrads[name], grads[name], rtol=1e-10, err_msg=name)
+        chex.assert_trees_all_close(kept[0][0], aux["params"], rtol=1e-12)  # theta^(1), the toy engine's kept update
+
+
+def test_atari_window_learner_keeps_the_plain_agent_when_eta_is_held_still():
+    """With eta held still (meta learning rate 1e-30) every re-done update in the window equals the plain one,
+    so an n-step learner acts exactly as the plain learner on the same rollouts: the window and the parameters
+    that acted each of its rollouts are kept in step, through meta-steps, plain steps and a checkpoint."""
+    from training.atari import MetaLearner, PlainLearner
+
+    with jax.enable_x64(True):  # the tiny problem's set-up is float64; the learners below run in float32
+        mt, state = _setup("sgd", MetaGradConfig(inner_steps=3, mix=True, meta_learning_rate=1e-30))
+    state = _to32(state)
+    learner = MetaLearner(mt, meta_interval=2)
+    learner.empty_rollout = jax.tree.map(jnp.zeros_like, state.rollout)
+    learner.init(jax.random.PRNGKey(0))
+    plain = PlainLearner(mt.trainer, learner.eta, overlap=False)
+    plain.init(jax.random.PRNGKey(0))  # init splits its key first: give both the same parameters
+    plain.params, plain.opt_state = learner.next_params, learner.next_opt_state
+    actor, eta0 = state.actor, learner.eta
+    for step in range(8):
+        actor, rollout = unroll(
+            mt.trainer.env, mt.trainer.agent.apply, plain.acting_params, actor, jax.random.PRNGKey(step), T
+        )
+        metrics = learner.learn(rollout)
+        plain.learn(rollout)
+        chex.assert_trees_all_close(learner.acting_params, plain.acting_params, rtol=1e-5, atol=1e-6)
+        assert ("meta_grad_norm" in metrics) == (step in (3, 5, 7))  # a full window, every 2nd rollout
+        if step == 4:  # a checkpoint round trip mid-way (window full, a plain step next)
+            restored = MetaLearner(mt, meta_interval=2)
+            restored.init(jax.random.PRNGKey(1))
+            restored.restore(learner.state())
+            learner = restored
+    assert float(metrics["meta_grad_norm"]) > 0
+    chex.assert_trees_all_close(learner.eta, eta0, rtol=1e-12)

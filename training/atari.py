@@ -267,60 +267,90 @@ class PlainLearner:
 
 
 class MetaLearner:
-    """Online 1-step meta-gradients on Atari (FRODO, MGRL, STAC), Xu et al. 2018/2020.
+    """Online meta-gradients on Atari (FRODO, MGRL, STAC): 1-step, n-step and mixing over the kept rollouts.
 
-    Per rollout tau_k (acted by theta_k^(1) = theta_k updated once at eta_k):
-    the meta-gradient of the outer loss on tau_k at theta_k^(1)(eta) w.r.t.
-    eta (through the agent update from theta_{k-1} on tau_{k-1}) updates eta;
-    theta_k^(1) is kept, and tau_k is reused as the next inner rollout, so no
-    sample is thrown away. Every ``meta_interval``-th rollout gets a
-    meta-gradient; the others a plain update at the current eta (a cost knob:
-    a meta-gradient through the Nature-DQN costs about 4 plain updates on CPU).
+    Atari cannot act look-ahead rollouts inside a differentiated function, so
+    the n-step look-ahead of ``training/meta_gradient.py`` runs over the last
+    n rollouts the agent really acted (a sliding window, truncated backprop
+    through the agent's own recent updates, as in Xu et al. 2018):
+
+        window = tau_{k-n}..tau_{k-1}, acted by theta_{k-n}..theta_{k-1}; tau_k just acted
+        theta^(0) = theta_{k-n};  theta^(i) = update(theta^(i-1), eta, tau_{k-n+i-1})   (i = 1..n)
+        L'_i = outer loss of theta^(i) on the rollout it acted (tau_{k-n+i}; tau_k for i = n)
+        grad = d/d eta sum_i w_i L'_i   (n-step: w = (0, .., 0, 1); mixing: Bonnet et al. eq. 10)
+
+    theta^(1..n) (stop-gradiented, at the eta before this meta-update) become
+    the parameters that acted the new window tau_{k-n+1}..tau_k, and the agent
+    that acts next is theta^(n) updated once more on tau_k at the new eta. So
+    every rollout is learned from once by the kept agent and no sample is
+    thrown away; with n = 1 this is Xu et al.'s online cross-validation (the
+    kept update on tau_{k-1} is re-done at the current eta and differentiated,
+    tau_k is the outer rollout). Every ``meta_interval``-th rollout gets a
+    meta-gradient (once the window is full); the others a plain update at the
+    current eta (a cost knob: a 1-step meta-gradient through the Nature-DQN
+    costs about 4 plain updates on CPU, an n-step one about n + 3).
     """
 
     def __init__(self, meta_trainer, meta_interval: int = 1, initial_eta: Any = None):
         self.initial_eta = initial_eta  # a saved objective's eta to start from (None: the objective's init)
         if meta_interval < 1:
             raise InvalidConfigError(f"meta_interval must be >= 1, got {meta_interval}")
+        check_atari_meta_config(meta_trainer.config)
         self.mt = meta_trainer
         self.meta_interval = meta_interval
+        self.n = meta_trainer.config.inner_steps
         trainer = meta_trainer.trainer
         self._update = jax.jit(trainer.agent_update)
         self._meta = jax.jit(self._meta_update)
         self.count = 0
-        self.pending: Rollout | None = None
-        self.empty_rollout: Rollout | None = (
-            None  # a zero rollout of the right shape (checkpoints before the first one)
-        )
+        self.window: list[Rollout] = []  # the last n rollouts, oldest first
+        self.acted_by: list[tuple[Any, Any]] = []  # the (params, optimiser state) that acted each of them
+        self.empty_rollout: Rollout | None = None  # a zero rollout of the right shape (pads a checkpoint's window)
 
     def init(self, key: chex.PRNGKey) -> None:
         trainer = self.mt.trainer
         params_key, eta_key = jax.random.split(key)
-        self.params = trainer.agent.init(params_key)
-        self.opt_state = trainer.optimizer.init(self.params)
+        self.next_params = trainer.agent.init(params_key)
+        self.next_opt_state = trainer.optimizer.init(self.next_params)
         self.eta = trainer.objective.init(eta_key) if self.initial_eta is None else self.initial_eta
         self.meta_opt_state = self.mt.meta_optimizer.init(self.eta)
         self.eta_start = self.eta  # init_pull's anchor: rebuilt from the seed or the checkpoint on --resume
-        self.next_params = self.params
-        self.next_opt_state = self.opt_state
         self.critic = None  # the outer loss's own critic (params, optimiser state) where the objective needs one
         if self.mt.uses_critic:
             critic_params = trainer.agent.init(jax.random.fold_in(eta_key, 1))
             self.critic = (critic_params, trainer.optimizer.init(critic_params))
 
-    def _meta_update(self, params, opt_state, eta, meta_opt_state, critic, inner: Rollout, outer: Rollout):
+    def window_loss(self, eta, params, opt_state, inners: tuple[Rollout, ...], outer: Rollout, critic_params=None):
+        """``sum_i w_i L'_i`` of the look-ahead through the kept updates on ``inners`` (a function of eta).
+
+        Returns (loss, (theta^(1..n) with their optimiser states, metrics)).
+        """
+        trainer, weights = self.mt.trainer, self.mt.config.weights()
+        update = jax.checkpoint(trainer.agent_update) if self.mt.config.remat else trainer.agent_update
+        targets = (*inners[1:], outer)  # theta^(i) acted targets[i - 1]
+        total, kept, metrics, outer_metrics = jnp.zeros((), jnp.result_type(float)), [], {}, None
+        p, o = params, opt_state
+        for i, (inner, target, weight) in enumerate(zip(inners, targets, weights)):
+            p, o, inner_metrics = update(p, o, eta, inner)
+            kept.append((p, o))
+            metrics = inner_metrics if i == 0 else metrics  # the first kept update's, as on toy runs
+            if weight != 0.0:
+                loss, step_metrics = self.mt._outer_loss(eta, p, params, target, critic_params)
+                total = total + weight * loss
+                outer_metrics = step_metrics if outer_metrics is None else outer_metrics  # the first weighted L'_i
+        return total, (kept, {**metrics, **outer_metrics, "meta_loss": total})
+
+    def _meta_update(self, params, opt_state, eta, meta_opt_state, critic, inners: tuple[Rollout, ...], outer):
         trainer = self.mt.trainer
         critic_metrics = {}
-        if critic is not None:  # the critic first learns from the inner rollout; the outer loss then uses it
-            critic_params, critic_opt, critic_loss = self.mt.critic_update(*critic, inner)
+        if critic is not None:  # the critic first learns from the latest inner rollout; the outer loss then uses it
+            critic_params, critic_opt, critic_loss = self.mt.critic_update(*critic, inners[-1])
             critic, critic_metrics = (critic_params, critic_opt), {"outer_critic_loss": critic_loss}
-
-        def meta_loss(eta):
-            params1, opt1, inner_metrics = trainer.agent_update(params, opt_state, eta, inner)
-            loss, outer_metrics = self.mt._outer_loss(eta, params1, params, outer, None if critic is None else critic[0])
-            return loss, (params1, opt1, {**inner_metrics, **outer_metrics, **critic_metrics, "meta_loss": loss})
-
-        grads, (params1, opt1, metrics) = jax.grad(meta_loss, has_aux=True)(eta)
+        critic_params = None if critic is None else critic[0]
+        grads, (kept, metrics) = jax.grad(self.window_loss, has_aux=True)(
+            eta, params, opt_state, inners, outer, critic_params
+        )
+        metrics = {**metrics, **critic_metrics}
         grads = self.mt.pulled(grads, eta, self.eta_start)
         updates, new_meta_opt_state = self.mt.meta_optimizer.update(grads, meta_opt_state, eta)
         # A non-finite meta-gradient skips the meta-update (training/longrun.py).
@@ -331,58 +361,55 @@ class MetaLearner:
         metrics[SKIP_KEY] = jnp.maximum(metrics[SKIP_KEY], meta_skipped)
         metrics["meta_grad_norm"] = optax.tree.norm(grads)
         metrics["eta_distance"] = self.mt.eta_distance(eta, self.eta_start)
-        params1, opt1 = jax.lax.stop_gradient((params1, opt1))
-        next_params, next_opt, _ = trainer.agent_update(params1, opt1, eta, outer)
-        return params1, opt1, eta, meta_opt_state, critic, next_params, next_opt, metrics
+        kept = jax.lax.stop_gradient(kept)
+        next_params, next_opt, _ = trainer.agent_update(*kept[-1], eta, outer)
+        return kept, eta, meta_opt_state, critic, next_params, next_opt, metrics
 
     @property
     def acting_params(self) -> Any:
         return self.next_params
 
     def learn(self, rollout: Rollout) -> dict[str, Any]:
+        """Learns from ``rollout``, just acted by ``acting_params``: a meta-update when due, else a plain one."""
         self.count += 1
-        if self.pending is None or self.count % self.meta_interval:
-            # Plain update: the kept agent is the one that acted this rollout.
-            if self.pending is not None:
-                self.params, self.opt_state = self.next_params, self.next_opt_state
+        if len(self.window) < self.n or self.count % self.meta_interval:
+            self.window = [*self.window, rollout][-self.n :]
+            self.acted_by = [*self.acted_by, (self.next_params, self.next_opt_state)][-self.n :]
             self.next_params, self.next_opt_state, metrics = self._update(
-                self.params, self.opt_state, self.eta, rollout
+                self.next_params, self.next_opt_state, self.eta, rollout
             )
-            self.pending = rollout
             return metrics
-        out = self._meta(self.params, self.opt_state, self.eta, self.meta_opt_state, self.critic, self.pending, rollout)
-        self.params, self.opt_state, self.eta, self.meta_opt_state, self.critic = out[:5]
-        self.next_params, self.next_opt_state, metrics = out[5:]
-        self.pending = rollout
+        params, opt_state = self.acted_by[0]
+        kept, self.eta, self.meta_opt_state, self.critic, self.next_params, self.next_opt_state, metrics = self._meta(
+            params, opt_state, self.eta, self.meta_opt_state, self.critic, tuple(self.window), rollout
+        )
+        self.window, self.acted_by = [*self.window[1:], rollout], list(kept)
         return metrics
 
     def finish(self) -> dict[str, Any]:
-        self.params = self.next_params
         return {}
 
     def state(self) -> dict[str, Any]:
-        """The learner's arrays for a training checkpoint (the pending rollout included)."""
+        """The learner's arrays for a training checkpoint (the window padded to n rollouts)."""
+        pad = self.n - len(self.window)
         return {
-            "params": self.params,
-            "opt_state": self.opt_state,
             "eta": self.eta,
             "meta_opt_state": self.meta_opt_state,
             "next_params": self.next_params,
             "next_opt_state": self.next_opt_state,
             "count": jnp.asarray(self.count, jnp.int32),
-            "pending": self.pending if self.pending is not None else self.empty_rollout,
-            "has_pending": jnp.asarray(self.pending is not None),
+            "window": [*self.window, *[self.empty_rollout] * pad],
+            "acted_by": [*self.acted_by, *[(self.next_params, self.next_opt_state)] * pad],
+            "window_size": jnp.asarray(len(self.window), jnp.int32),
             **({} if self.critic is None else {"critic_params": self.critic[0], "critic_opt_state": self.critic[1]}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.params, self.opt_state, self.eta = state["params"], state["opt_state"], state["eta"]
-        self.meta_opt_state, self.next_params, self.next_opt_state = (
-            state["meta_opt_state"],
-            state["next_params"],
-            state["next_opt_state"],
-        )
-        self.count, self.pending = int(state["count"]), state["pending"] if bool(state["has_pending"]) else None
+        self.eta, self.meta_opt_state = state["eta"], state["meta_opt_state"]
+        self.next_params, self.next_opt_state = state["next_params"], state["next_opt_state"]
+        self.count, size = int(state["count"]), int(state["window_size"])
+        self.window = list(state["window"])[:size]
+        self.acted_by = [tuple(pair) for pair in state["acted_by"]][:size]
         if self.critic is not None:
             self.critic = (state["critic_params"], state["critic_opt_state"])
 
@@ -601,6 +628,16 @@ def _plot_atari(run: Run, env_name: str, objective: str, curve: list[tuple[int, 
         )
 
 
+def check_atari_meta_config(meta_config) -> None:
+    """Atari's meta-gradients look ahead over rollouts already acted: n >= 1, one estimate each."""
+    if meta_config.inner_steps < 1:
+        raise InvalidConfigError(
+            "online discovery on Atari needs --inner-steps >= 1 (a frozen objective runs with lpg train or lpg evaluate)"
+        )
+    if meta_config.monte_carlo != 1:
+        raise InvalidConfigError("Atari acts each rollout once: --monte-carlo must be 1 on Atari")
+
+
 def discover_atari_online(
     env_name: str,
     objective,
@@ -615,17 +652,14 @@ def discover_atari_online(
     meta_interval: int = 1,
     initial_eta: Any = None,
 ) -> dict[str, Any]:
-    """Online discovery (FRODO, MGRL, STAC) inside one Atari game's lifetime; 1-step meta-gradients.
+    """Online discovery (FRODO, MGRL, STAC, a saved LPG) inside one Atari game's lifetime (``MetaLearner``).
 
     Same outputs as ``train_atari`` plus ``final_meta_parameters`` and ``eta`` (the final meta-parameters);
     ``initial_eta`` starts from a saved objective's instead of the objective's ``init``.
     """
     from training.meta_gradient import MetaGradientTrainer
 
-    if meta_config.inner_steps != 1 or meta_config.mix or meta_config.monte_carlo != 1:
-        raise InvalidConfigError(
-            "online discovery on Atari supports 1-step meta-gradients only (--inner-steps 1, no --mix)"
-        )
+    check_atari_meta_config(meta_config)
     if not objective.is_learned:
         raise InvalidConfigError(f"objective {objective.name!r} has no meta-parameters to learn")
     return run_atari(
@@ -640,5 +674,10 @@ def discover_atari_online(
         make_learner=lambda trainer: MetaLearner(
             MetaGradientTrainer.create(trainer, outer_objective, meta_config), meta_interval, initial_eta
         ),
-        summary_extra={"inner_steps": 1, "mix": False, "num_seeds": 1, "meta_interval": meta_interval},
+        summary_extra={
+            "inner_steps": meta_config.inner_steps,
+            "mix": meta_config.mix,
+            "num_seeds": 1,
+            "meta_interval": meta_interval,
+        },
     )

@@ -365,7 +365,7 @@ def _plot_online(run: Run, env_name: str, objective: str, mt: MetaGradientTraine
 
 def _discover_atari(options: OnlineOptions, objective: Objective, initial_eta: Any = None) -> dict[str, Any]:
     """``lpg discover online atari/<Game>``: one game's lifetime (training/atari.py), rewards clipped to [-1, 1]."""
-    from training.atari import AtariRunConfig, discover_atari_online
+    from training.atari import AtariRunConfig, check_atari_meta_config, discover_atari_online
 
     envs.make_spec(options.env)  # unknown game -> UnknownNameError
     if options.num_seeds != 1:
@@ -373,10 +373,7 @@ def _discover_atari(options: OnlineOptions, objective: Objective, initial_eta: A
     if options.steps is not None and options.frames is not None:
         raise InvalidConfigError("give --frames or --steps for Atari, not both")
     meta = options.meta_config()
-    if meta.inner_steps != 1 or meta.mix or meta.monte_carlo != 1:
-        raise InvalidConfigError(
-            "online discovery on Atari supports 1-step meta-gradients only (--inner-steps 1, no --mix)"
-        )
+    check_atari_meta_config(meta)
     frames = options.frames or (options.steps * 4 if options.steps is not None else ATARI_DEFAULT_FRAMES)
     if hasattr(objective.config, "reward_clip"):
         objective = objectives.make(objective.name, **{**objective.config_dict(), "reward_clip": 1.0})
@@ -398,8 +395,8 @@ def _discover_atari(options: OnlineOptions, objective: Objective, initial_eta: A
         return stored
     setup = {"num_envs": config.num_envs, "unroll_length": config.unroll_length, "optimizer": config.optimizer}
     online = {
-        "inner_steps": 1,
-        "mix": False,
+        "inner_steps": meta.inner_steps,
+        "mix": meta.mix,
         "frames": frames,
         "steps": frames // 4,
         "meta_interval": options.meta_interval,
