@@ -59,6 +59,7 @@ OFFLINE = [
 ]
 EVALUATE = ["evaluate", str(SHIPPED), "--envs", "chain/short", "--steps", "100", "--seeds", "1"]
 EXPERIMENT = ["experiment", "mrp-gamma", "--steps", "1", "--monte-carlo", "1"]
+TRANSFER = ["experiment", "transfer", "--checkpoint", "checkpoints/lpg-toy-v1", "--envs", "chain/short"]
 COMMANDS = {
     "train": TRAIN,
     "discover online": ONLINE,
@@ -305,6 +306,9 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path):
         ([*ONLINE, "--meta-interval", "3"], "--meta-interval is for Atari environments"),
         ([*ONLINE, "--outer-critic", "value"], "--outer-critic must be one of auto, agent, own, got 'value'"),
         ([*EXPERIMENT, "--outer-critic", "own"], "--outer-critic applies to lpg experiment transfer only"),
+        ([*TRANSFER, "--inner-steps", "0"], "the adapted arm needs --inner-steps >= 1 (0 is the frozen arm), got 0"),
+        ([*TRANSFER, "--mix-coefficient", "0.5"], "add --mix"),
+        ([*TRANSFER, "--monte-carlo", "2"], "--monte-carlo does not apply to lpg experiment transfer"),
         (["train", "atari/Pong", "--frames", "64", "--overlap"], "a2c does not correct: use --objective vtrace"),
     ],
     ids=lambda v: " ".join(v[:2] + v[len(v) - 2 :]) if isinstance(v, list) else None,

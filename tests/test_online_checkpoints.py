@@ -150,7 +150,7 @@ def test_objective_and_the_best_one_are_saved_beside_every_training_checkpoint(t
 def test_transfer_experiment_runs_four_arms_and_reads_finished_ones_back(tmp_path, capsys):
     out = tmp_path / "transfer"
     args = ["experiment", "transfer", "--checkpoint", "checkpoints/lpg-toy-v1", "--envs", "chain/short",
-            "--steps", "640", "--seeds", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+            "--steps", "640", "--seeds", "1", "--inner-steps", "2", "--mix", "--out", str(out), "--no-progress"]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["final_return"]["chain/short"]) == {"a2c", "frozen", "adapted", "frodo"}
@@ -165,6 +165,9 @@ def test_transfer_experiment_runs_four_arms_and_reads_finished_ones_back(tmp_pat
     assert any(row.get("outer_critic_loss", 0) > 0 for row in adapted)  # LPG adapts against a critic of its own
     config = json.loads((out / "chain_short" / "adapted" / "config.json").read_text())
     assert config["outer"]["normalise_advantages"] and config["outer"]["entropy_weight"] == 0.05
+    assert (config["meta"]["inner_steps"], config["meta"]["mix"]) == (2, True)  # the adapted arm's estimator, only
+    frodo = json.loads((out / "chain_short" / "frodo" / "config.json").read_text())
+    assert (frodo["meta"]["inner_steps"], frodo["meta"]["mix"]) == (1, False)
     capsys.readouterr()
     assert main(["experiment", "transfer", "--out", str(tmp_path / "x")]) == 2
     assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "x").exists()

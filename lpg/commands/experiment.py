@@ -23,7 +23,8 @@ class ExperimentCommand:
     catch-frodo: "frodo_return" and "a2c_return". snake-metagrad: "final_return"
     and "final_meta_parameters". snake-variance: "std_ratio" keyed 1,3,5,10,3-mix,5-mix.
     transfer (--checkpoint CKPT --envs SPEC): per environment, A2C, the saved objective
-    frozen, the same adapted online, and FRODO from scratch at equal steps and seeds
+    frozen, the same adapted online (--inner-steps, --mix, --init-pull, --outer-critic set its
+    meta-gradient), and FRODO from scratch at equal steps and seeds
     ("final_return"), each arm a run of its own in OUT/<env>/<arm>, with learning-curve
     and eta-distance plots.
     """
@@ -37,11 +38,11 @@ class ExperimentCommand:
     seed: int = 0
     """First random seed."""
     inner_steps: int | None = None
-    """n of the n-step meta-gradient (default: preset; 0 = fixed baseline for snake-metagrad)."""
+    """n of the n-step meta-gradient (default: preset; 0 = fixed baseline for snake-metagrad; transfer: the adapted arm's, default 1)."""
     mix: bool = False
-    """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n instead of plain n-step."""
+    """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n instead of plain n-step (transfer: in the adapted arm)."""
     mix_coefficient: float | None = None
-    """kappa of the mixing estimator (Bonnet et al. eq. 10), in [0, 1]; needs --mix; default 1 - 1/n."""
+    """kappa of the mixing estimator (Bonnet et al. eq. 10), in [0, 1]; needs --mix; default 1 - 1/n (transfer: the adapted arm's)."""
     monte_carlo: int | None = None
     """Meta-gradients averaged per meta-update (default: preset)."""
     steps: int | None = None
@@ -104,8 +105,7 @@ class ExperimentCommand:
     def _transfer(self) -> int:
         from lpg.commands.transfer import run_transfer
 
-        unused = {"--inner-steps": self.inner_steps, "--mix": self.mix, "--mix-coefficient": self.mix_coefficient,
-                  "--monte-carlo": self.monte_carlo, "--checkpoints": self.checkpoints, "--estimates": self.estimates,
+        unused = {"--monte-carlo": self.monte_carlo, "--checkpoints": self.checkpoints, "--estimates": self.estimates,
                   "--estimate-batch": self.estimate_batch}  # fmt: skip
         for flag, value in unused.items():
             if value not in (None, False):
@@ -113,6 +113,7 @@ class ExperimentCommand:
         summary = run_transfer(
             self.checkpoint or "", self.envs or "chain/long,catch", self.out, steps=self.steps,
             seeds=self.seeds or 3, seed=self.seed, init_pull=self.init_pull, outer_critic=self.outer_critic,
+            inner_steps=1 if self.inner_steps is None else self.inner_steps, mix=self.mix, mix_k=self.mix_coefficient,
             progress=self.progress,
         )  # fmt: skip
         for env, arms in summary["final_return"].items():

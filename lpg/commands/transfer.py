@@ -8,7 +8,8 @@ read back instead of trained again):
 * ``frozen``: ``lpg discover online ENV --init-objective CKPT --inner-steps 0``
   (the saved objective as it is);
 * ``adapted``: ``lpg discover online ENV --init-objective CKPT`` (it keeps
-  meta-learning inside this lifetime, 1-step meta-gradients, with
+  meta-learning inside this lifetime: 1-step meta-gradients unless
+  ``--inner-steps``/``--mix``/``--mix-coefficient`` are given, with
   ``--init-pull`` and ``--outer-critic`` if given);
 * ``frodo``: ``lpg discover online ENV --objective frodo`` (an objective
   discovered from scratch inside this lifetime).
@@ -60,9 +61,15 @@ def run_transfer(
     seed: int = 0,
     init_pull: float = 0.0,
     outer_critic: str = "auto",
+    inner_steps: int = 1,
+    mix: bool = False,
+    mix_k: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Runs the four arms on every environment of ``env_spec``; returns (and writes) the summary.
+
+    ``init_pull``, ``outer_critic``, ``inner_steps``, ``mix`` and ``mix_k`` set the adapted arm's meta-gradient
+    (``lpg discover online``'s flags of those names); the FRODO arm keeps its defaults.
 
     Raises:
       InvalidConfigError: no checkpoint, a non-positive count, or an environment that is not pure JAX.
@@ -72,13 +79,18 @@ def run_transfer(
     from lpg.commands.discover_online import discover_online
     from lpg.commands.train import train
     from training.meta_gradient import check_outer_critic
+    from training.online import check_mix_coefficient
 
     if not checkpoint:
         raise InvalidConfigError("lpg experiment transfer needs --checkpoint: the saved objective to transfer")
     if seeds < 1 or (steps is not None and steps < 1) or init_pull < 0:
         raise InvalidConfigError("--seeds and --steps must be positive and --init-pull >= 0")
     check_outer_critic(outer_critic, "--outer-critic")
-    adapted = {"init_pull": init_pull, "outer_critic": outer_critic}
+    if inner_steps < 1:
+        raise InvalidConfigError(f"the adapted arm needs --inner-steps >= 1 (0 is the frozen arm), got {inner_steps}")
+    check_mix_coefficient(mix, mix_k)
+    adapted = {"init_pull": init_pull, "outer_critic": outer_critic, "inner_steps": inner_steps, "mix": mix,
+               "mix_coefficient": mix_k}  # fmt: skip
     checkpoints.read_objective_metadata(checkpoint)  # a missing or corrupted checkpoint: one clear line
     names = envs_lib.resolve_env_spec(env_spec)
     for name in names:
@@ -87,8 +99,11 @@ def run_transfer(
     common = {"steps": steps, "num_seeds": seeds, "seed": seed, "progress": progress}
     config = {"command": "experiment", "experiment": "transfer", "checkpoint": checkpoint, "envs": names,
               "steps": steps, "seeds": seeds, "seed": seed, "init_pull": init_pull}  # fmt: skip
-    if outer_critic != "auto":  # runs made before the option keep their identity
-        config["outer_critic"] = outer_critic
+    later_options = {"outer_critic": (outer_critic, "auto"), "inner_steps": (inner_steps, 1), "mix": (mix, False),
+                     "mix_k": (mix_k, None)}  # fmt: skip
+    for key, (value, default) in later_options.items():  # runs made before an option keep their identity
+        if value != default:
+            config[key] = value
     run = RunDir.prepare(out, config, allow_existing_same=True)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
