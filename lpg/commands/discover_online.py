@@ -55,7 +55,7 @@ class OnlineOptions(Config):
     init_objective: str | None = None
     """An objective checkpoint (from `lpg discover offline`, `lpg discover online`, or checkpoints/) to start from: its objective keeps learning online inside this lifetime; the agent starts fresh."""
     inner_steps: int = 1
-    """n of the n-step meta-gradient (look-ahead updates per meta-gradient); 0 = no meta-learning: the objective stays frozen at its start (e.g. a frozen --init-objective, the baseline of an adapted one, on the same harness and curves; toy environments)."""
+    """n of the n-step meta-gradient (look-ahead updates per meta-gradient; on Atari over the last n rollouts already acted); 0 = no meta-learning: the objective stays frozen at its start (e.g. a frozen --init-objective, the baseline of an adapted one, on the same harness and curves; toy environments)."""
     mix: bool = False
     """Use the mixing estimator (Bonnet et al. eq. 10) with 1/(1-k) = n."""
     mix_coefficient: float | None = None
@@ -69,7 +69,7 @@ class OnlineOptions(Config):
     out: str = "runs/discover-online"
     """Output folder (created; must be empty or hold this same run)."""
     monte_carlo: int = 1
-    """Meta-gradients averaged per meta-update."""
+    """Meta-gradients averaged per meta-update (independent look-aheads; toy environments only, Atari acts each rollout once)."""
     meta_learning_rate: float | None = None
     """Meta-optimiser (Adam) learning rate (default: 1e-3; 1e-4 on Atari, where 1e-3 let FRODO's targets collapse the policy within 2M frames)."""
     meta_grad_clip: float = 1.0
