@@ -329,12 +329,12 @@ class MetaLearner:
         trainer, weights = self.mt.trainer, self.mt.config.weights()
         update = jax.checkpoint(trainer.agent_update) if self.mt.config.remat else trainer.agent_update
         targets = (*inners[1:], outer)  # theta^(i) acted targets[i - 1]
-        total, kept, metrics, outer_metrics = jnp.zeros((), jnp.result_type(float)), [], {}, None
+        total, kept, metrics, outer_metrics = jnp.zeros((), jnp.result_type(float)), [], None, None
         p, o = params, opt_state
-        for i, (inner, target, weight) in enumerate(zip(inners, targets, weights)):
+        for inner, target, weight in zip(inners, targets, weights):
             p, o, inner_metrics = update(p, o, eta, inner)
             kept.append((p, o))
-            metrics = inner_metrics if i == 0 else metrics  # the first kept update's, as on toy runs
+            metrics = inner_metrics if metrics is None else metrics  # the first kept update's, as on toy runs
             if weight != 0.0:
                 loss, step_metrics = self.mt._outer_loss(eta, p, params, target, critic_params)
                 total = total + weight * loss
@@ -391,7 +391,7 @@ class MetaLearner:
         return {}
 
     def state(self) -> dict[str, Any]:
-        """The learner's arrays for a training checkpoint (the window padded to n rollouts)."""
+        """The learner's arrays for a training checkpoint (the window padded to n rollouts; its size is min(count, n))."""
         pad = self.n - len(self.window)
         return {
             "eta": self.eta,
@@ -401,14 +401,14 @@ class MetaLearner:
             "count": jnp.asarray(self.count, jnp.int32),
             "window": [*self.window, *[self.empty_rollout] * pad],
             "acted_by": [*self.acted_by, *[(self.next_params, self.next_opt_state)] * pad],
-            "window_size": jnp.asarray(len(self.window), jnp.int32),
             **({} if self.critic is None else {"critic_params": self.critic[0], "critic_opt_state": self.critic[1]}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.eta, self.meta_opt_state = state["eta"], state["meta_opt_state"]
         self.next_params, self.next_opt_state = state["next_params"], state["next_opt_state"]
-        self.count, size = int(state["count"]), int(state["window_size"])
+        self.count = int(state["count"])
+        size = min(self.count, self.n)  # every rollout learned from enters the window, which keeps the last n
         self.window = list(state["window"])[:size]
         self.acted_by = [tuple(pair) for pair in state["acted_by"]][:size]
         if self.critic is not None:
