@@ -16,6 +16,19 @@ entry at the same time (JAX's cache writes are not atomic). Subprocesses
 inherit it through ``JAX_COMPILATION_CACHE_DIR``. A user's own
 ``JAX_COMPILATION_CACHE_DIR`` is left alone.
 
+The pytest process itself writes only programs that took at least 5 s to
+compile (JAX's default is 1 s; subprocesses keep it). Writing an entry
+serialises the compiled executable, and twice in 12 full runs of the suite
+XLA's serialiser segfaulted there (``put_executable_and_time``), killing an
+xdist worker that had compiled hundreds of programs, both times in
+``tests/test_training.py::test_a2c_learns_catch_well_above_random`` (a
+program that compiles in about a second, and over JAX's 1 s threshold only
+when the machine is busy; never reproduced alone, even with every program
+written). The slow programs the resume tests compile again (meta-gradient
+steps, conv nets) are still written: the resume tests of
+``tests/test_longrun.py`` took 173 s with the 5 s threshold, 166 s with 1 s
+and 226 s with no cache in the pytest process.
+
 XLA's backend optimisation is switched off for the tests
 (``--xla_backend_optimization_level=0`` added to ``XLA_FLAGS``, inherited by
 subprocesses): the suite's runs are tiny, so compiling dominates them, and
@@ -43,6 +56,7 @@ _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 _OWNER_ENV = "LPG_TEST_JAX_CACHE"  # marks a cache folder made here (xdist workers inherit the controller's environment)
 _made_cache: str | None = None
 _FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+_WORKER_MIN_COMPILE_S = 5.0  # the pytest process writes only programs that took this long to compile
 
 
 def _fast_compile() -> None:
@@ -60,10 +74,11 @@ def pytest_configure(config):
     if os.environ.get(_CACHE_ENV) and os.environ.get(_OWNER_ENV) != os.environ[_CACHE_ENV]:
         return  # the user's own cache
     _made_cache = tempfile.mkdtemp(prefix="lpg-test-jax-cache-")
-    os.environ[_CACHE_ENV] = os.environ[_OWNER_ENV] = _made_cache
+    os.environ[_CACHE_ENV] = os.environ[_OWNER_ENV] = _made_cache  # for subprocesses
     import jax
 
     jax.config.update("jax_compilation_cache_dir", _made_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", _WORKER_MIN_COMPILE_S)
 
 
 def pytest_unconfigure(config):
