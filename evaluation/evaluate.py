@@ -40,6 +40,7 @@ import numpy as np
 from lpg import envs
 from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError
+from lpg.eta_schedule import EtaSchedule
 from lpg.networks import NetworkConfig, make_agent
 from lpg.run_io import plot_bars
 from lpg.validation import parse_overrides
@@ -196,7 +197,9 @@ def evaluate_objective(
     Args:
       objective: the objective (``objectives.Objective``); agents get a y head
         of size ``objective.heads.y_size``.
-      eta: its meta-parameters; frozen (``stop_gradient``) during training.
+      eta: its meta-parameters; frozen (``stop_gradient``) during training. An
+        ``lpg.eta_schedule.EtaSchedule`` is replayed by progress through each
+        agent's lifetime (``training.loop.train_loop``).
       environments: ``Environment`` values or registered names (``lpg.envs.resolve_env_spec``
         expands a spec); results are keyed by each environment's ``spec.name``.
       steps: environment steps per agent; None = each environment's preset
@@ -231,7 +234,10 @@ def evaluate_objective(
     if not environments:
         raise InvalidConfigError("no environments to evaluate on")
     cache = baseline_cache if baseline_cache is not None else {}
-    frozen_eta = jax.tree.map(jax.lax.stop_gradient, eta)
+    if isinstance(eta, EtaSchedule):
+        frozen_eta = eta.map(jax.lax.stop_gradient)
+    else:
+        frozen_eta = jax.tree.map(jax.lax.stop_gradient, eta)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seed, seed + seeds))
 
     results: dict[str, dict[str, Any]] = {}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lpg import envs
-from lpg.checkpoint import latest_training_step
+from lpg.checkpoint import latest_training_step, read_objective_metadata
 from lpg.cli import main
 from lpg.harness import Run
 from lpg.networks import NetworkConfig, make_agent
@@ -374,6 +374,8 @@ def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(
         _checkpoint_arrays(tmp_path / "whole" / "training_state"),
         _checkpoint_arrays(tmp_path / "split" / "training_state"),
     )
+    schedules = [read_objective_metadata(tmp_path / r / "objective")["eta_schedule"] for r in ("whole", "split")]
+    assert schedules[0] == schedules[1] and len(schedules[0]["points"]) > 4  # recorded across the crash
 
 
 def test_rerunning_into_a_run_with_checkpoints_needs_resume(tmp_path, capsys):

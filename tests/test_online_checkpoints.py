@@ -173,3 +173,56 @@ def test_transfer_experiment_runs_four_arms_and_reads_finished_ones_back(tmp_pat
     assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["experiment", "mrp-gamma", "--checkpoint", "c", "--out", str(tmp_path / "y")]) == 2
     assert "applies to lpg experiment transfer only" in capsys.readouterr().err
+
+
+def test_an_online_run_records_its_eta_schedule_and_evaluate_replays_it_by_progress(online_runs, tmp_path, capsys):
+    """mgrl's eta (gamma, lambda logits) after every chunk is in objective/'s metadata; `lpg evaluate
+    --eta-schedule replay` plays it back: each chunk of a fresh agent's lifetime uses the latest recorded eta
+    not past its fraction of the lifetime. A network's eta (FRODO) records none, and replay then says so."""
+    from lpg import checkpoint
+    from lpg.eta_schedule import EtaSchedule
+    from lpg.networks import make_agent
+    from training.actor_critic import ActorCriticTrainer, TrainConfig
+    from training.loop import chunk_sizes, train_loop
+
+    run = tmp_path / "mgrl"
+    discover_online(OnlineOptions(objective="mgrl", out=str(run), **{**TINY, "steps": 8 * 60}))
+    objective, eta, metadata = objectives.load(run / "objective")
+    record = metadata["eta_schedule"]
+    assert record["total_updates"] == 60 and [p["update"] for p in record["points"]] == [0, *range(2, 61, 2)]
+    schedule = EtaSchedule.from_record(record, eta)
+    init = objective.init(jax.random.PRNGKey(0))
+    for got, want in ((schedule.etas[0], init), (schedule.etas[-1], eta)):  # the start, and the saved eta
+        jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), got, want)
+    moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), schedule.etas[0], schedule.etas[-1])
+    assert all(jax.tree.leaves(moved))  # eta moved, so the two comparisons above are not the same one
+
+    # Replay by progress, against the chunks run by hand with the eta in force at each chunk's start.
+    env = envs.make("catch")
+    trainer = ActorCriticTrainer.create(env, make_agent(env.spec), objective, TrainConfig(2, 4), total_updates=100)
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(2))
+    two = EtaSchedule((0.0, 0.5), (schedule.etas[0], schedule.etas[-1]))
+    _, replayed = train_loop(trainer, two, trainer.init_seeds(keys), 100)
+    states, by_hand, done = trainer.init_seeds(keys), [], 0
+    for size in chunk_sizes(100):
+        states, metrics = trainer.run_seeds(states, two.etas[int(done >= 50)], size)
+        by_hand.append(np.asarray(metrics["loss"]))
+        done += size
+    np.testing.assert_array_equal(replayed["loss"], np.concatenate(by_hand, axis=1))
+    _, first_only = train_loop(trainer, two.etas[0], trainer.init_seeds(keys), 100)
+    assert not np.array_equal(first_only["loss"], replayed["loss"])  # the second half did use the later eta
+
+    args = ["evaluate", str(run / "objective"), "--envs", "catch", "--steps", "4000", "--seeds", "2", "--no-progress"]
+    assert main([*args, "--eta-schedule", "replay", "--out", str(tmp_path / "replay")]) == 0
+    assert main([*args, "--out", str(tmp_path / "final")]) == 0
+    configs = [json.loads((tmp_path / f / "config.json").read_text())["options"] for f in ("replay", "final")]
+    assert configs[0]["eta_schedule"] == "replay" and "eta_schedule" not in configs[1]  # earlier runs keep theirs
+    returns = [json.loads((tmp_path / f / "summary.json").read_text())["results"]["catch"] for f in ("replay", "final")]
+    assert returns[0]["a2c_return"] == returns[1]["a2c_return"]  # same agents and baselines, only eta differs
+
+    frodo = online_runs["frodo"]
+    assert "eta_schedule" not in checkpoint.read_objective_metadata(frodo / "objective")
+    capsys.readouterr()
+    assert main(["evaluate", str(frodo / "objective"), "--envs", "catch", "--eta-schedule", "replay",
+                 "--out", str(tmp_path / "no")]) == 2  # fmt: skip
+    assert "records no eta schedule" in capsys.readouterr().err and not (tmp_path / "no").exists()

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from lpg.eta_schedule import EtaSchedule
 from training.actor_critic import ActorCriticTrainer, LearnerState
 from training.guards import SKIP_KEY
 
@@ -68,6 +69,9 @@ def train_loop(
 ) -> tuple[LearnerState, dict[str, np.ndarray]]:
     """Runs ``num_updates`` updates of every seed; returns final states and metrics [S, U].
 
+    ``eta`` is the objective's meta-parameters, or an ``lpg.eta_schedule.EtaSchedule``
+    replayed by progress: each chunk uses ``eta.at(updates_done / num_updates)``.
+
     ``on_chunk(updates_done, chunk_metrics)`` is called after each chunk with
     that chunk's metrics as numpy arrays [S, chunk]. With a ``run``
     (``lpg.harness.Run``) skipped updates are counted and training checkpoints
@@ -79,7 +83,8 @@ def train_loop(
     done = start
     schedule = chunk_sizes(num_updates)
     for size in run.remaining(schedule, start) if run is not None else schedule:
-        states, metrics = trainer.run_seeds(states, eta, size)
+        chunk_eta = eta.at(done / num_updates) if isinstance(eta, EtaSchedule) else eta
+        states, metrics = trainer.run_seeds(states, chunk_eta, size)
         metrics = jax.tree.map(np.asarray, jax.device_get(metrics))
         collected.append(metrics)
         done += size

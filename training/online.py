@@ -35,6 +35,7 @@ from lpg import envs
 from lpg.distributed import shard_batch
 from lpg.envs.base import Environment
 from lpg.errors import InvalidConfigError, unknown_name_error
+from lpg.eta_schedule import schedulable, schedule_point
 from lpg.harness import Run
 from lpg.networks import NetworkConfig, make_agent
 from lpg.optim import OptimizerConfig
@@ -293,6 +294,7 @@ def run_meta(
 
     Record: ``states`` (final MetaState, seed axis), ``metrics`` (numpy [S, U]),
     ``curve`` (env steps, mean return), ``eta_curve`` ({name: [(step, value)]}),
+    ``eta_schedule`` (the first seed's eta after each chunk, ``lpg.eta_schedule``; None for large eta),
     ``wall_s``, ``resumed_at`` (meta-steps restored from a checkpoint).
     """
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(seed, seed + num_seeds))
@@ -311,6 +313,7 @@ def run_meta(
     if not eta_curve:
         for name, value in jax.vmap(mt.objective.describe_eta)(states.eta).items():
             eta_curve[name] = [(0, float(np.mean(np.asarray(value))))]
+    schedule = _ScheduleRecorder(states.eta, extra.get("eta_schedule"))
 
     def wall() -> float:
         return wall_before + time.perf_counter() - start
@@ -326,6 +329,7 @@ def run_meta(
             if guard is not None:
                 guard.count_skips(done, metrics[SKIP_KEY])
             row = _meta_row(mt, metrics, done, eta_curve)
+            schedule.add(done, states.eta)
             count, mean_return = row["episodes"], row["episode_return"]
             row["wall_s"] = wall()
             skipped = ""
@@ -344,8 +348,9 @@ def run_meta(
                     states,
                     final=done == num_updates,
                     history=merge_history(history, collected),
-                    extra={"wall_s": wall(), "curve_x": curve_x, "curve_y": curve_y, "eta_curve": eta_curve},
-                )
+                    extra={"wall_s": wall(), "curve_x": curve_x, "curve_y": curve_y, "eta_curve": eta_curve,
+                           "eta_schedule": schedule.points},
+                )  # fmt: skip
     jax.block_until_ready(states.eta)
     merged = merge_history(history, collected)
     return {
@@ -353,9 +358,27 @@ def run_meta(
         "metrics": merged,
         "curve": (curve_x, curve_y),
         "eta_curve": eta_curve,
+        "eta_schedule": schedule.points,
         "wall_s": wall(),
         "resumed_at": resumed_at,
     }
+
+
+class _ScheduleRecorder:
+    """The first seed's eta at update 0 and after every chunk (``lpg.eta_schedule``); no points for large eta."""
+
+    def __init__(self, eta: Any, restored: list | None):
+        self.points: list[dict[str, Any]] | None = None
+        if schedulable(_seed0(eta)):
+            self.points = list(restored) if restored else [schedule_point(0, _seed0(eta))]
+
+    def add(self, done: int, eta: Any) -> None:
+        if self.points is not None:
+            self.points.append(schedule_point(done, _seed0(eta)))
+
+
+def _seed0(eta: Any) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x)[0], eta)
 
 
 def _meta_row(mt: MetaGradientTrainer, metrics: dict[str, np.ndarray], done: int, eta_curve: dict) -> dict[str, Any]:

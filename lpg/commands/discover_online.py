@@ -207,13 +207,19 @@ def discover_online(options: OnlineOptions) -> dict[str, Any]:
         eta_of=lambda states: _first_seed(states.eta),
         score_of=lambda extra: extra["curve_y"][-1] if extra.get("curve_y") else None,
         eta_curve_of=lambda extra: extra.get("eta_curve"),
+        eta_schedule_of=lambda extra: _schedule_record(extra.get("eta_schedule"), num_updates),
     )  # fmt: skip
     with run.open(total=num_updates * mt.env_steps_per_rollout, label=label, progress_unit="steps"):
         rec = run_meta(mt, num_updates, options.seed, options.num_seeds, run, label=label, guard=run, eta=initial_eta)
         _plot_online(run, env.spec.name, objective.name, mt, rec)
         summary = _online_summary(options, env.spec, mt, num_updates, rec, run)
-        summary.update(saver.final(_first_seed(rec["states"].eta), summary, rec["eta_curve"]))
+        schedule = _schedule_record(rec["eta_schedule"], num_updates)
+        summary.update(saver.final(_first_seed(rec["states"].eta), summary, rec["eta_curve"], schedule))
         return run.finish(summary)
+
+
+def _schedule_record(points: list | None, total_updates: int) -> dict[str, Any] | None:
+    return None if points is None else {"total_updates": total_updates, "points": points}
 
 
 def _first_seed(eta: Any) -> Any:
@@ -251,16 +257,19 @@ class _ObjectiveSaver:
     ``final`` rewrites ``objective/`` with the run's results (final return, score,
     final meta-parameters). The saved eta is the first seed's.
 
-    ``eta_trajectory`` records ``describe_eta`` over the lifetime: meta-parameters
-    such as a schedule of gamma only make sense next to the agent that
-    co-adapted with them. ``lpg evaluate`` uses the final eta (a frozen
-    objective is what transfer measures); the trajectory is there to replay or plot.
+    ``eta_trajectory`` records ``describe_eta`` over the lifetime (to plot), and
+    ``eta_schedule`` the first seed's eta itself after every chunk where eta is
+    small (``lpg.eta_schedule``): meta-parameters such as a schedule of gamma
+    only make sense next to the agent that co-adapted with them. ``lpg
+    evaluate`` uses the final eta by default (a frozen objective is what
+    transfer measures) and replays the schedule with ``--eta-schedule replay``.
     """
 
     def __init__(self, run: Run, options: OnlineOptions, objective: Objective, online: dict, setup: dict,
-                 eta_of: Any, score_of: Any, eta_curve_of: Any = None):  # fmt: skip
+                 eta_of: Any, score_of: Any, eta_curve_of: Any = None, eta_schedule_of: Any = None):  # fmt: skip
         self.run, self.objective, self.eta_of, self.score_of = run, objective, eta_of, score_of
         self.eta_curve_of = eta_curve_of or (lambda extra: None)
+        self.eta_schedule_of = eta_schedule_of or (lambda extra: None)
         optimizer = dataclasses.asdict(setup["optimizer"])
         self.base = {
             "envs": [options.env],
@@ -290,29 +299,32 @@ class _ObjectiveSaver:
             return None
         return checkpoint.read_objective_metadata(self.best_path, verify=False).get("best_score")
 
-    def _metadata(self, extra: dict, eta_curve: Any) -> dict[str, Any]:
+    def _metadata(self, extra: dict, eta_curve: Any, eta_schedule: dict | None = None) -> dict[str, Any]:
         curve = {name: [list(point) for point in points] for name, points in (eta_curve or {}).items()}
-        return {**self.base, **extra, "eta_trajectory": curve}
+        schedule = {} if eta_schedule is None else {"eta_schedule": eta_schedule}
+        return {**self.base, **extra, "eta_trajectory": curve, **schedule}
 
     def __call__(self, done: int, state: Any, extra: Any) -> None:
         from lpg import checkpoint
 
         eta, score = self.eta_of(state), self.score_of(extra)
-        metadata = self._metadata({"saved_at_update": done, "recent_score": score}, self.eta_curve_of(extra))
+        metadata = self._metadata(
+            {"saved_at_update": done, "recent_score": score}, self.eta_curve_of(extra), self.eta_schedule_of(extra)
+        )
         checkpoint.save_objective(self.path, self.objective, eta, metadata)
         if score is not None and np.isfinite(score) and (self.best is None or score > self.best):
             self.best = float(score)
             checkpoint.save_objective(self.best_path, self.objective, eta, {**metadata, "best_score": score,
                                                                            "best_at": done})  # fmt: skip
 
-    def final(self, eta: Any, summary: dict[str, Any], eta_curve: Any) -> dict[str, Any]:
+    def final(self, eta: Any, summary: dict[str, Any], eta_curve: Any, eta_schedule: dict | None = None) -> dict:
         """Writes ``objective/`` with the run's results; returns the summary's checkpoint entries."""
         from lpg import checkpoint
 
         results = {k: summary.get(k) for k in ("final_return", "score", "final_meta_parameters")}
         online = {k: summary.get(k, v) for k, v in self.base["online"].items()}  # the run's own counts
         results.update(online=online, evaluation={**self.base["evaluation"], "steps": online.get("steps")})
-        checkpoint.save_objective(self.path, self.objective, eta, self._metadata(results, eta_curve))
+        checkpoint.save_objective(self.path, self.objective, eta, self._metadata(results, eta_curve, eta_schedule))
         best = str(self.best_path) if self.best_path.exists() else None
         return {
             "objective_checkpoint": str(self.path),

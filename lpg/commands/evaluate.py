@@ -29,6 +29,7 @@ from evaluation.evaluate import (
 from lpg import envs
 from lpg.checkpoint import check_agent_heads
 from lpg.errors import CheckpointError, InvalidConfigError, OutputDirError
+from lpg.eta_schedule import MAX_SCHEDULE_SIZE, EtaSchedule
 from lpg.harness import Run, run_identity
 from lpg.run_io import plot_bars, write_json_atomic
 from lpg.validation import POSITIVE_COUNT, Config, parse_overrides
@@ -38,6 +39,7 @@ __all__ = ["EvaluateCommand", "EvaluateOptions", "run_evaluate"]
 
 PARTIAL_RESULTS = "partial_results.json"  # results of the environments finished so far (for --resume)
 AGENT_SETUPS = ("checkpoint", "preset")
+ETA_SCHEDULES = ("final", "replay")
 ATARI_DEFAULT_FRAMES = 10_000_000
 
 
@@ -75,6 +77,8 @@ class EvaluateOptions(Config):
     """Agent optimiser: adam, sgd or rmsprop (default: the --agent-setup's; Atari: rmsprop)."""
     objective_config: tuple[str, ...] = ()
     """Overrides of the saved objective's hyper-parameters, KEY=VALUE (e.g. alpha_y=0.1); not of its learned meta-parameters, so keys that change their shapes (hidden_size) are refused."""
+    eta_schedule: str = "final"
+    """final: the saved meta-parameters throughout; replay: an online run's recorded trajectory of them (its eta_schedule; objectives with at most 256 meta-parameters, e.g. mgrl's gamma and lambda), played back by fraction of each agent's lifetime (JAX environments)."""
 
     RANGES = {
         "steps": POSITIVE_COUNT,
@@ -88,6 +92,8 @@ class EvaluateOptions(Config):
     def check(self) -> None:
         if self.agent_setup not in AGENT_SETUPS:
             raise InvalidConfigError(f"--agent-setup must be checkpoint or preset, got {self.agent_setup!r}")
+        if self.eta_schedule not in ETA_SCHEDULES:
+            raise InvalidConfigError(f"--eta-schedule must be final or replay, got {self.eta_schedule!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,14 +163,21 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     atari = [n for n in names if n.startswith("atari/")]
     if atari and len(atari) != len(names):
         raise InvalidConfigError("evaluate toy and Atari environments in separate runs")
+    if atari and options.eta_schedule == "replay":
+        raise InvalidConfigError("--eta-schedule replay is for JAX environments (toy, gymnax), not Atari")
     if atari:
         return _run_evaluate_atari(options, objective, eta, metadata, checkpoint, names)
     if options.frames is not None:
         raise InvalidConfigError("--frames is for Atari environments; pure-JAX ones (toy, gymnax) count --steps")
     setup = _AgentSetup(options, metadata, names)
+    identity = run_identity(dataclasses.replace(options, checkpoint=str(checkpoint)))
+    if options.eta_schedule == "final":  # runs made before the option keep their identity
+        identity.pop("eta_schedule")
+    else:
+        eta = _replayed_schedule(metadata, eta, checkpoint)
     run_config = {
         "command": "evaluate",
-        "options": run_identity(dataclasses.replace(options, checkpoint=str(checkpoint))),
+        "options": identity,
         "envs": names,
         "objective": metadata["objective"],
         "checkpoint_saved_at": metadata.get("saved_at"),
@@ -206,6 +219,17 @@ def run_evaluate(options: EvaluateOptions, *, baseline_cache: dict | None = None
     if show_table:
         print_table(evaluation, title)
     return summary
+
+
+def _replayed_schedule(metadata: Mapping[str, Any], eta: Any, checkpoint: Path) -> EtaSchedule:
+    """``--eta-schedule replay``: the checkpoint's recorded trajectory of eta (``lpg.eta_schedule``)."""
+    record = metadata.get("eta_schedule")
+    if record is None:
+        raise InvalidConfigError(
+            f"--eta-schedule replay: {checkpoint} records no eta schedule (online runs of objectives with at "
+            f"most {MAX_SCHEDULE_SIZE} meta-parameters record one; use --eta-schedule final)"
+        )
+    return EtaSchedule.from_record(record, eta)
 
 
 class _AgentSetup:
