@@ -78,7 +78,7 @@ class EvaluateOptions(Config):
     objective_config: tuple[str, ...] = ()
     """Overrides of the saved objective's hyper-parameters, KEY=VALUE (e.g. alpha_y=0.1); not of its learned meta-parameters, so keys that change their shapes (hidden_size) are refused."""
     eta_schedule: str = "final"
-    """final: the saved meta-parameters throughout; replay: an online run's recorded trajectory of them (its eta_schedule; objectives with at most 256 meta-parameters, e.g. mgrl's gamma and lambda), played back by fraction of each agent's lifetime (JAX environments)."""
+    """final: the saved meta-parameters throughout; replay: the trajectory of them a toy or gymnax online run recorded (its eta_schedule; objectives with at most 256 meta-parameters, e.g. mgrl's gamma and lambda), played back by fraction of each agent's lifetime."""
 
     RANGES = {
         "steps": POSITIVE_COUNT,
