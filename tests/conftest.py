@@ -29,6 +29,17 @@ steps, conv nets) are still written: the resume tests of
 ``tests/test_longrun.py`` took 173 s with the 5 s threshold, 166 s with 1 s
 and 226 s with no cache in the pytest process.
 
+A test whose xdist worker dies of a native crash is run once more in a fresh
+worker (pytest-rerunfailures, ``--reruns 1 --only-rerun 'crashed while
+running'`` in ``pyproject.toml``; an ordinary failure is never rerun, and a
+test that crashes twice fails). Besides the two serialiser crashes above, a
+third full run (beside two experiments on the 2 cores) lost a worker to a
+segfault inside XLA's CPU compiler itself (``backend_compile_and_load``, in
+``tests/test_quickstart.py::test_quickstart_toy_size``, which passes alone in
+23 s). Compilation is the same with or without the cache (JAX adds cache
+options for GPUs only), so these are crashes of XLA's CPU backend, rare and
+never in the same test twice in a row, not failures of the code under test.
+
 XLA's backend optimisation is switched off for the tests
 (``--xla_backend_optimization_level=0`` added to ``XLA_FLAGS``, inherited by
 subprocesses): the suite's runs are tiny, so compiling dominates them, and
