@@ -37,8 +37,8 @@ third full run (beside two experiments on the 2 cores) lost a worker to a
 segfault inside XLA's CPU compiler itself (``backend_compile_and_load``, in
 ``tests/test_quickstart.py::test_quickstart_toy_size``, which passes alone in
 23 s). Compilation is the same with or without the cache (JAX adds cache
-options for GPUs only), so these are crashes of XLA's CPU backend, rare and
-never in the same test twice in a row, not failures of the code under test.
+options for GPUs only), so these are rare crashes of XLA's CPU backend, not
+failures of the code under test.
 
 XLA's backend optimisation is switched off for the tests
 (``--xla_backend_optimization_level=0`` added to ``XLA_FLAGS``, inherited by
