@@ -43,6 +43,11 @@ def schedule_point(update: int, eta: Any) -> dict[str, Any]:
     return {"update": int(update), "eta": jax.tree.map(lambda x: np.asarray(x).tolist(), eta)}
 
 
+def schedule_record(points: list[dict[str, Any]] | None, total_updates: int) -> dict[str, Any] | None:
+    """The metadata record of a run's points (None where nothing was recorded); ``EtaSchedule.from_record`` reads it."""
+    return None if points is None else {"total_updates": int(total_updates), "points": points}
+
+
 @dataclasses.dataclass(frozen=True)
 class EtaSchedule:
     """Meta-parameters by fraction of a lifetime: ``etas[i]`` from ``fractions[i]`` on (``fractions[0] == 0``)."""

@@ -369,16 +369,17 @@ class _ScheduleRecorder:
 
     def __init__(self, eta: Any, restored: list | None):
         self.points: list[dict[str, Any]] | None = None
-        if schedulable(_seed0(eta)):
-            self.points = list(restored) if restored else [schedule_point(0, _seed0(eta))]
+        if schedulable(first_seed(eta)):
+            self.points = list(restored) if restored else [schedule_point(0, first_seed(eta))]
 
     def add(self, done: int, eta: Any) -> None:
         if self.points is not None:
-            self.points.append(schedule_point(done, _seed0(eta)))
+            self.points.append(schedule_point(done, first_seed(eta)))
 
 
-def _seed0(eta: Any) -> Any:
-    return jax.tree.map(lambda x: np.asarray(x)[0], eta)
+def first_seed(tree: Any) -> Any:
+    """The first seed's slice of a tree with a leading seed axis, as numpy arrays."""
+    return jax.tree.map(lambda x: np.asarray(x)[0], tree)
 
 
 def _meta_row(mt: MetaGradientTrainer, metrics: dict[str, np.ndarray], done: int, eta_curve: dict) -> dict[str, Any]:

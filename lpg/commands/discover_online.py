@@ -6,13 +6,13 @@ import dataclasses
 import math
 from typing import Annotated, Any
 
-import jax
 import numpy as np
 import tyro
 
 import objectives
 from lpg import envs
 from lpg.errors import InvalidConfigError
+from lpg.eta_schedule import schedule_record
 from lpg.harness import Run, run_identity
 from lpg.networks import NetworkConfig, make_agent
 from lpg.run_io import plot_lines
@@ -28,7 +28,7 @@ from training.meta_gradient import (
     pg_outer_objective,
     uses_own_critic,
 )
-from training.online import _final_eta, _final_return_stats, check_mix_coefficient, run_meta
+from training.online import _final_eta, _final_return_stats, check_mix_coefficient, first_seed, run_meta
 from training.presets import agent_setup_flags, default_preset, override_agent_setup
 
 __all__ = ["DiscoverOnlineCommand", "OnlineOptions", "discover_online"]
@@ -204,26 +204,20 @@ def discover_online(options: OnlineOptions) -> dict[str, Any]:
     online = {"inner_steps": options.inner_steps, "mix": options.mix, "steps": num_updates * mt.env_steps_per_rollout}
     saver = _ObjectiveSaver(
         run, options, objective, online, setup,
-        eta_of=lambda states: _first_seed(states.eta),
+        eta_of=lambda states: first_seed(states.eta),
         score_of=lambda extra: extra["curve_y"][-1] if extra.get("curve_y") else None,
         eta_curve_of=lambda extra: extra.get("eta_curve"),
-        eta_schedule_of=lambda extra: _schedule_record(extra.get("eta_schedule"), num_updates),
+        eta_schedule_of=lambda extra: schedule_record(extra.get("eta_schedule"), num_updates),
     )  # fmt: skip
     with run.open(total=num_updates * mt.env_steps_per_rollout, label=label, progress_unit="steps"):
         rec = run_meta(mt, num_updates, options.seed, options.num_seeds, run, label=label, guard=run, eta=initial_eta)
         _plot_online(run, env.spec.name, objective.name, mt, rec)
         summary = _online_summary(options, env.spec, mt, num_updates, rec, run)
-        schedule = _schedule_record(rec["eta_schedule"], num_updates)
-        summary.update(saver.final(_first_seed(rec["states"].eta), summary, rec["eta_curve"], schedule))
+        schedule = schedule_record(rec["eta_schedule"], num_updates)
+        summary.update(saver.final(first_seed(rec["states"].eta), summary, rec["eta_curve"], schedule))
         return run.finish(summary)
 
 
-def _schedule_record(points: list | None, total_updates: int) -> dict[str, Any] | None:
-    return None if points is None else {"total_updates": total_updates, "points": points}
-
-
-def _first_seed(eta: Any) -> Any:
-    return jax.tree.map(lambda x: np.asarray(x)[0], eta)
 
 
 def _objective(options: OnlineOptions) -> tuple[Objective, Any, dict[str, Any] | None]:
