@@ -36,7 +36,9 @@ test that crashes twice fails). Besides the two serialiser crashes above, a
 third full run (beside two experiments on the 2 cores) lost a worker to a
 segfault inside XLA's CPU compiler itself (``backend_compile_and_load``, in
 ``tests/test_quickstart.py::test_quickstart_toy_size``, which passes alone in
-23 s). Compilation is the same with or without the cache (JAX adds cache
+23 s), and a fourth, on a quiet machine, to an abort there (in
+``tests/test_online_objectives.py::test_catch_frodo_runs_end_to_end``, which
+then passed on its rerun). Compilation is the same with or without the cache (JAX adds cache
 options for GPUs only), so these are rare crashes of XLA's CPU backend, not
 failures of the code under test.
 
