@@ -188,7 +188,7 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     args = (
         ["train", "atari/Pong", "--objective", "a2c"] if command == "train" else [*frodo, "--inner-steps", "2", "--mix"]
     )
-    args += ["--frames", "640", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0"]
+    args += ["--frames", "384", "--num-envs", "2", "--unroll-length", "8", "--checkpoint-interval-s", "0"]
     args += ["--out", str(out), "--no-progress"]
     original, calls = atari.AtariActor.collect, [0]
 
@@ -206,7 +206,7 @@ def test_atari_run_crashed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeyp
     assert main(args) == 2  # a run with checkpoints needs --resume
     assert main([*args, "--resume"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["resumed_at_update"] == 3 and summary["frames"] >= 640
+    assert summary["resumed_at_update"] == 3 and summary["frames"] >= 384
     config = json.loads((out / "config.json").read_text())["atari_config"]
     assert (config["num_envs"], config["unroll_length"]) == (2, 8)  # the flags reached the run (train and FRODO alike)
     if command == "frodo":

@@ -135,17 +135,18 @@ def test_evaluation_agents_use_the_discovery_setup_only_where_it_fits():
 
 
 def test_meta_steps_per_call_change_no_bit(tmp_path):
-    """--steps-per-call 1, 3 and auto (0): the same objective and the same metrics rows (wall times aside)."""
+    """--steps-per-call 1 and 3 (chunks of 3 and 2): the same objective and the same metrics rows (wall times aside).
+    Every other run of the suite uses the automatic value (0)."""
     args = ["discover", "offline", "--method", "grad", *TOY, "--meta-steps", "5", "--eval-every", "0"]
     etas, rows = [], []
-    for value in ("1", "3", "0"):
+    for value in ("1", "3"):
         out = tmp_path / value
         assert main([*args, "--steps-per-call", value, "--out", str(out)]) == 0
         etas.append(load_objective(out / "objective")[1])
         lines = (out / "metrics.jsonl").read_text().splitlines()
         rows.append([json.dumps({k: v for k, v in json.loads(line).items() if "wall" not in k}) for line in lines])
     assert len(rows[0]) == 6  # 5 meta-steps and the final evaluation
-    assert rows[1] == rows[0] and rows[2] == rows[0]
+    assert rows[1] == rows[0]
     for eta in etas[1:]:
         for a, b in zip(jax.tree.leaves(etas[0]), jax.tree.leaves(eta)):
             np.testing.assert_array_equal(a, b)

@@ -274,16 +274,9 @@ def _wait_for_rows(proc: subprocess.Popen, out: Path, timeout: float = 300.0) ->
     raise AssertionError("no metrics appeared in time")
 
 
-@pytest.mark.parametrize("moment", ["before the first checkpoint", "at a random moment"])
-@pytest.mark.parametrize("command", list(KILLED_RUNS))
-def test_killed_and_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path, command, moment):
-    """SIGKILL at a random moment (or before any checkpoint exists), then the same command with --resume:
-    metrics.jsonl (without its timing keys), the final training state and the objective equal an uninterrupted run's."""
-    base, often, rarely = KILLED_RUNS[command]
-    args = [*base, *(rarely if moment == "before the first checkpoint" else often)]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert main([*args, "--out", str(whole)]) == 0
-
+def _kill_and_resume(args: list[str], killed: Path, moment: str) -> None:
+    """Runs ``args`` in a subprocess, SIGKILLs it (before its first checkpoint, or at a random moment after one),
+    then resumes it to the end in another."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         _cli(*args, "--out", str(killed)), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -295,7 +288,7 @@ def test_killed_and_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path
         time.sleep(random.Random(os.getpid()).uniform(0.0, 0.6))  # mid-step, mid-save, ...
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; lengthen it"
+    assert proc.returncode == -signal.SIGKILL, f"{moment}: the run finished before it could be killed; lengthen it"
     if moment == "before the first checkpoint":
         assert latest_training_step(killed / "training_state") is None
 
@@ -303,12 +296,25 @@ def test_killed_and_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path
         _cli(*args, "--out", str(killed), "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _metrics(killed) == _metrics(whole)
-    _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(killed / "training_state"))
-    if command == "discover offline":
-        _, eta_whole, _ = load_objective(whole / "objective")
-        _, eta_killed, _ = load_objective(killed / "objective")
-        _assert_trees_equal(jax.tree.leaves(eta_whole), jax.tree.leaves(eta_killed))
+
+
+@pytest.mark.parametrize("command", list(KILLED_RUNS))
+def test_killed_and_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path, command):
+    """SIGKILL before any checkpoint exists (checkpoints only at the end), and at a random moment (a checkpoint
+    every chunk), then the same command with --resume: metrics.jsonl (without its timing keys), the final training
+    state and the objective equal one uninterrupted run's (how often a run checkpoints changes none of them)."""
+    base, often, rarely = KILLED_RUNS[command]
+    whole = tmp_path / "whole"
+    assert main([*base, *often, "--out", str(whole)]) == 0
+    for moment, every in (("before the first checkpoint", rarely), ("at a random moment", often)):
+        killed = tmp_path / moment.replace(" ", "_")
+        _kill_and_resume([*base, *every], killed, moment)
+        assert _metrics(killed) == _metrics(whole), moment
+        _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(killed / "training_state"))
+        if command == "discover offline":
+            _, eta_whole, _ = load_objective(whole / "objective")
+            _, eta_killed, _ = load_objective(killed / "objective")
+            _assert_trees_equal(jax.tree.leaves(eta_whole), jax.tree.leaves(eta_killed))
 
 
 # --------------------------------------------------------------------------- train and discover online: crash, SIGTERM, resume
@@ -349,7 +355,7 @@ def test_discover_online_resumed_after_a_crash_equals_an_uninterrupted_run(
     from training.meta_gradient import MetaGradientTrainer
 
     kwargs = dict(
-        steps=4800, progress=False, checkpoint_interval_s=0.0, inner_steps=inner_steps,
+        steps=2400, progress=False, checkpoint_interval_s=0.0, inner_steps=inner_steps,
         network=NetworkConfig(hidden_sizes=(16,)), outer_critic=outer_critic,
     )  # fmt: skip
     whole = discover_online(OnlineOptions("catch", "self_tuning", out=str(tmp_path / "whole"), **kwargs))
