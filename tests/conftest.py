@@ -29,18 +29,15 @@ steps, conv nets) are still written: the resume tests of
 ``tests/test_longrun.py`` took 173 s with the 5 s threshold, 166 s with 1 s
 and 226 s with no cache in the pytest process.
 
-A test whose xdist worker dies of a native crash is run once more in a fresh
-worker (pytest-rerunfailures, ``--reruns 1 --only-rerun 'crashed while
-running'`` in ``pyproject.toml``; an ordinary failure is never rerun, and a
-test that crashes twice fails). Besides the two serialiser crashes above, a
-third full run (beside two experiments on the 2 cores) lost a worker to a
-segfault inside XLA's CPU compiler itself (``backend_compile_and_load``, in
-``tests/test_quickstart.py::test_quickstart_toy_size``, which passes alone in
-23 s), and a fourth, on a quiet machine, to an abort there (in
-``tests/test_online_objectives.py::test_catch_frodo_runs_end_to_end``, which
-then passed on its rerun). Compilation is the same with or without the cache (JAX adds cache
-options for GPUs only), so these are rare crashes of XLA's CPU backend, not
-failures of the code under test.
+The native crashes came from too many memory maps, as far as measured (see
+``pytest_runtest_teardown`` below, which now keeps their number down). A test whose xdist
+worker still dies of a native crash is run once more in a fresh worker
+(pytest-rerunfailures, ``--reruns 1 --only-rerun 'crashed while running'`` in
+``pyproject.toml``; an ordinary failure is never rerun, and a test that
+crashes twice fails). Before the fix, 4 of 17 full runs lost a worker: twice in
+the serialiser above, once to a segfault and once to an abort inside XLA's CPU
+compiler (``backend_compile_and_load``), always late in a worker's life and
+always in tests that pass alone.
 
 XLA's backend optimisation is switched off for the tests
 (``--xla_backend_optimization_level=0`` added to ``XLA_FLAGS``, inherited by
@@ -97,3 +94,35 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _made_cache is not None:
         shutil.rmtree(_made_cache, ignore_errors=True)
+
+
+_MAX_MAPS = 30_000  # memory maps a test process may hold before its compiled programs are dropped
+
+
+def _map_count() -> int:
+    """Memory maps this process holds (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Drops JAX's compiled programs when the process nears Linux's limit on memory maps.
+
+    Every program XLA:CPU compiles keeps its machine code in memory maps of
+    its own, and JAX keeps the programs of earlier tests alive in its caches.
+    An xdist worker that has run a few hundred tests holds more than 60,000
+    maps; at Linux's default ``vm.max_map_count`` (65,530) the next ``mmap``
+    fails and XLA crashes (a segfault in the executable serialiser or the
+    compiler, or an abort). Replaying one worker's 416 tests in one process
+    reproduced it every time: 64,779 maps after 400 tests, then the crash.
+    """
+    if _map_count() > _MAX_MAPS:
+        import gc
+
+        import jax
+
+        jax.clear_caches()
+        gc.collect()
