@@ -117,7 +117,7 @@ def pytest_runtest_teardown(item, nextitem):
     maps; at Linux's default ``vm.max_map_count`` (65,530) the next ``mmap``
     fails and XLA crashes (a segfault in the executable serialiser or the
     compiler, or an abort). Replaying one worker's 416 tests in one process
-    reproduced it every time: 64,779 maps after 400 tests, then the crash.
+    reproduced it both times: 64,779 maps after 400 tests, then the crash.
     """
     if _map_count() > _MAX_MAPS:
         import gc
