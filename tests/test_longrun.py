@@ -306,15 +306,15 @@ def test_killed_and_resumed_run_writes_what_an_uninterrupted_run_writes(tmp_path
     base, often, rarely = KILLED_RUNS[command]
     whole = tmp_path / "whole"
     assert main([*base, *often, "--out", str(whole)]) == 0
+    metrics, state = _metrics(whole), _checkpoint_arrays(whole / "training_state")
+    eta = jax.tree.leaves(load_objective(whole / "objective")[1]) if command == "discover offline" else None
     for moment, every in (("before the first checkpoint", rarely), ("at a random moment", often)):
         killed = tmp_path / moment.replace(" ", "_")
         _kill_and_resume([*base, *every], killed, moment)
-        assert _metrics(killed) == _metrics(whole), moment
-        _assert_trees_equal(_checkpoint_arrays(whole / "training_state"), _checkpoint_arrays(killed / "training_state"))
-        if command == "discover offline":
-            _, eta_whole, _ = load_objective(whole / "objective")
-            _, eta_killed, _ = load_objective(killed / "objective")
-            _assert_trees_equal(jax.tree.leaves(eta_whole), jax.tree.leaves(eta_killed))
+        assert _metrics(killed) == metrics, moment
+        _assert_trees_equal(state, _checkpoint_arrays(killed / "training_state"))
+        if eta is not None:
+            _assert_trees_equal(eta, jax.tree.leaves(load_objective(killed / "objective")[1]))
 
 
 # --------------------------------------------------------------------------- train and discover online: crash, SIGTERM, resume

@@ -369,8 +369,9 @@ class _ScheduleRecorder:
 
     def __init__(self, eta: Any, restored: list | None):
         self.points: list[dict[str, Any]] | None = None
-        if schedulable(first_seed(eta)):
-            self.points = list(restored) if restored else [schedule_point(0, first_seed(eta))]
+        start = first_seed(eta)
+        if schedulable(start):
+            self.points = list(restored) if restored else [schedule_point(0, start)]
 
     def add(self, done: int, eta: Any) -> None:
         if self.points is not None:

@@ -218,8 +218,6 @@ def discover_online(options: OnlineOptions) -> dict[str, Any]:
         return run.finish(summary)
 
 
-
-
 def _objective(options: OnlineOptions) -> tuple[Objective, Any, dict[str, Any] | None]:
     """The objective to meta-learn and its starting ``eta`` (None: its ``init``) and the checkpoint's metadata."""
     if options.init_objective is None:
